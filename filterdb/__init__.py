@@ -1,0 +1,13 @@
+"""filterdb: an open, versioned database of trained 3x3 convolution filters.
+
+Open a dataset with :func:`open_dataset` (plain ``xarray.open_dataset`` works too); importing
+filterdb registers the ``ds.filterdb`` accessor.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from filterdb.accessor import FilterDBAccessor, open_dataset  # noqa: E402
+
+__all__ = ["FilterDBAccessor", "__version__", "open_dataset"]

@@ -1,0 +1,178 @@
+"""Command line: thin wrappers that parse arguments, call one function, print, and exit.
+
+Every command exits 0 on success and 2 with a one-paragraph ``filterdb: error:`` message on bad
+input (missing files, unknown models, schema failures), leaving no partial output behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from filterdb import __version__
+
+
+class CLIError(Exception):
+    """An error to print without a traceback."""
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    from filterdb.zoo import load_params
+
+    return load_params(args.params)
+
+
+def _entry(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+    from filterdb.zoo import zoo_entries
+
+    entries = zoo_entries(params, str(args.params))
+    if args.model not in entries:
+        raise CLIError(f"model {args.model!r} is not in the zoo of {args.params}")
+    return entries[args.model]
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Extract one zoo model's 3x3 filters into a shard."""
+    from filterdb.extract import extract_filters
+    from filterdb.schema import validate_entry_meta
+    from filterdb.sources import load_model
+    from filterdb.store import StoreParams, write_model
+
+    params = _params(args)
+    entry = _entry(args, params)
+    meta = dict(entry["meta"])
+    validate_entry_meta(args.model, {**meta, "source": entry["source"]})
+    loaded = load_model(args.model, entry)
+    meta = {**loaded.extra_meta, **meta}
+    mf = extract_filters(args.model, loaded)
+    out = Path(args.out or Path(args.shards_dir) / f"{args.model}.nc")
+    write_model(out, mf, meta, entry["source"], loaded.weights, StoreParams.from_dict(params.get("store")))
+    note = "" if mf.layers else " (no 3x3 conv: kept with 0 layers, its kernel counts recorded)"
+    print(
+        f"{args.model}: {len(mf.layers)} layers, {mf.n_filters_3x3:,} 3x3 filters, "
+        f"depth by {mf.depth_method} -> {out}{note}"
+    )
+    return 0
+
+
+def cmd_assemble(args: argparse.Namespace) -> int:
+    """Assemble the shards of every zoo model, in zoo order, into one dataset."""
+    from filterdb.store import StoreParams, assemble
+    from filterdb.zoo import zoo_entries
+
+    params = _params(args)
+    ids = list(zoo_entries(params, str(args.params)))
+    shards = [Path(args.shards_dir) / f"{m}.nc" for m in ids]
+    missing = [str(s) for s in shards if not s.is_file()]
+    if missing:
+        raise CLIError(f"missing shard(s): {', '.join(missing)} (run 'filterdb extract MODEL')")
+    out = assemble(shards, args.out, StoreParams.from_dict(params.get("store")), progress=True)
+    print(f"{len(ids)} models -> {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a dataset file against the schemas."""
+    import xarray as xr
+
+    from filterdb.schema import validate_dataset
+
+    path = Path(args.path)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    with xr.open_dataset(path) as ds:
+        validate_dataset(ds, source=str(path))
+    print(f"{path}: valid")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print a human summary of a dataset."""
+    from filterdb.info import summary
+
+    path = Path(args.path)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    print(summary(path))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one model of the ``trained`` zoo section."""
+    from filterdb.train.recipe import train_entry
+
+    params = _params(args)
+    entry = _entry(args, params)
+    if entry["source"] != "trained":
+        raise CLIError(f"model {args.model!r} is not in the 'trained' section of {args.params}")
+    settings = {**(params.get("train") or {}), **entry}
+    metrics = train_entry(args.model, settings, Path(args.models_dir), progress=True)
+    print(json.dumps(metrics, indent=1, sort_keys=True))
+    return 0
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``filterdb`` command."""
+    parser = argparse.ArgumentParser(
+        prog="filterdb", description="Build, validate and study a database of 3x3 conv filters."
+    )
+    parser.add_argument("--version", action="version", version=f"filterdb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("extract", help="extract one zoo model's 3x3 filters into a shard")
+    p.add_argument("model", help="model id in params.yaml")
+    _add_params(p)
+    p.add_argument("--shards-dir", default="data/shards", help="default: data/shards")
+    p.add_argument("--out", help="shard path (default: SHARDS_DIR/MODEL.nc)")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("assemble", help="merge all shards into one dataset, in zoo order")
+    _add_params(p)
+    p.add_argument("--shards-dir", default="data/shards", help="default: data/shards")
+    p.add_argument("--out", default="data/filters.nc", help="default: data/filters.nc")
+    p.set_defaults(func=cmd_assemble)
+
+    p = sub.add_parser("validate", help="check a dataset against the schemas")
+    p.add_argument("path", help="a dataset file")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("info", help="summarise a dataset: models, layers, filters, labels")
+    p.add_argument("path", help="a dataset file")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train one model of the 'trained' zoo section")
+    p.add_argument("model", help="model id in params.yaml")
+    _add_params(p)
+    p.add_argument("--models-dir", default="models", help="checkpoint folder (default: models)")
+    p.set_defaults(func=cmd_train)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    from filterdb.errors import USER_ERRORS
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CLIError, *USER_ERRORS) as exc:
+        print(f"filterdb: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

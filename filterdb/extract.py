@@ -1,0 +1,296 @@
+"""Extraction: a torch module or state dict -> per-layer 3x3 filters, graph depth, kernel counts.
+
+Every ``Conv2d`` with a 3x3 kernel contributes ``c_out * c_in / groups`` filters (grouped and
+depthwise included, dilation ignored). Depth is the longest path from the input counted in 2-D
+convs of any kernel size, taken from a torch.fx graph; where tracing fails, from the order of a
+forward pass; for a bare state dict, from key order. The method used is recorded per layer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.fx
+from torch import nn
+
+from filterdb.sources import LoadedModel
+
+__all__ = ["ExtractionError", "LayerFilters", "ModelFilters", "conv_depths", "extract_filters"]
+
+DEPTH_METHODS = ("fx", "execution-order", "key-order")
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+class ExtractionError(ValueError):
+    """Filters cannot be taken from a model (NaN/Inf weights, untraceable input, ...)."""
+
+
+@dataclass
+class LayerFilters:
+    """The 3x3 filters of one conv layer and where the layer sits."""
+
+    name: str
+    weight: np.ndarray  # (n, 3, 3) float32, row-major over (c_out, c_in/groups)
+    in_channels: int
+    out_channels: int
+    groups: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    conv_depth: int
+    conv_depth_norm: float
+    depth_method: str
+
+
+@dataclass
+class ModelFilters:
+    """Everything extraction learns about one model."""
+
+    model_id: str
+    layers: list[LayerFilters]
+    kernel_counts: dict[str, int] = field(default_factory=dict)
+    n_parameters: int = 0
+    depth_method: str = "fx"
+
+    @property
+    def n_filters_3x3(self) -> int:
+        """Number of 3x3 filters over all layers."""
+        return int(sum(layer.weight.shape[0] for layer in self.layers))
+
+    @property
+    def total_filters(self) -> int:
+        """All 2-D filters except 1x1 (the original study's ``total_filters``)."""
+        return int(sum(n for shape, n in self.kernel_counts.items() if shape != "1x1"))
+
+    @property
+    def share_3x3(self) -> float:
+        """Share of 3x3 filters among :attr:`total_filters` (NaN when there are none)."""
+        total = self.total_filters
+        return self.n_filters_3x3 / total if total else float("nan")
+
+
+@dataclass
+class _Conv:
+    name: str
+    weight: torch.Tensor
+    in_channels: int
+    groups: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _module_convs(module: nn.Module) -> dict[str, _Conv]:
+    """All 2-D convs of a module (transposed convs excluded), in registration order."""
+    convs = {}
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Conv2d):
+            convs[name] = _Conv(
+                name, m.weight, m.in_channels, m.groups, _pair(m.stride), _pair(m.dilation)
+            )
+    return convs
+
+
+def _state_dict_convs(state: Mapping[str, torch.Tensor]) -> dict[str, _Conv]:
+    """4-D weight tensors of a state dict, in key order (groups assumed 1, stride unknown = 1)."""
+    convs = {}
+    for key, t in state.items():
+        if t.ndim == 4 and t.is_floating_point() and not key.endswith(_BUFFER_SUFFIXES):
+            name = key[: -len(".weight")] if key.endswith(".weight") else key
+            convs[name] = _Conv(name, t, int(t.shape[1]), 1, (1, 1), (1, 1))
+    return convs
+
+
+class _Tracer(torch.fx.Tracer):
+    def __init__(self, leaf_types: tuple[type, ...], autowrap_functions: tuple = ()) -> None:
+        super().__init__(autowrap_functions=autowrap_functions)
+        self._leaf_types = leaf_types
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, nn.Conv2d) or (self._leaf_types and isinstance(m, self._leaf_types)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _fx_depths(loaded: LoadedModel, convs: Mapping[str, _Conv]) -> dict[str, int]:
+    """Longest path from the input, counted in convs, for every conv called in the fx graph."""
+    module = loaded.module
+    assert module is not None
+    tracer = _Tracer(tuple(loaded.leaf_modules), tuple(loaded.autowrap_functions))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = tracer.trace(module)
+    depth: dict[torch.fx.Node, int] = {}
+    conv_depth: dict[str, int] = {}
+    for node in graph.nodes:  # nodes are in topological order
+        d = max((depth[p] for p in node.all_input_nodes), default=0)
+        if node.op == "call_module":
+            target = str(node.target)
+            # the conv itself, or a leaf module holding convs: those run as a chain
+            inner = [n for n in convs if n == target or n.startswith(target + ".")]
+            for name in inner:
+                d += 1
+                conv_depth[name] = min(conv_depth.get(name, d), d)
+        depth[node] = d
+    return conv_depth
+
+
+def _execution_depths(loaded: LoadedModel, convs: Mapping[str, _Conv]) -> dict[str, int]:
+    """Order of first call in one forward pass on a zero input."""
+    module = loaded.module
+    assert module is not None
+    if loaded.input_size is None:
+        raise ExtractionError("no input_size to run a forward pass")
+    order: dict[str, int] = {}
+    handles = []
+    for name, m in module.named_modules():
+        if name in convs:
+            def hook(_m: nn.Module, _i: object, _o: object, name: str = name) -> None:
+                order.setdefault(name, len(order) + 1)
+
+            handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            module(torch.zeros((1, *loaded.input_size)))
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+def conv_depths(loaded: LoadedModel) -> tuple[dict[str, int], str]:
+    """Raw depth of every 2-D conv and the method that gave it.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        A module (traced with torch.fx, else run once) or a state dict (key order).
+
+    Returns
+    -------
+    depths : dict of str to int
+        Conv name -> depth (1-based: number of convs on the longest path up to and including it).
+    method : str
+        ``fx``, ``execution-order`` or ``key-order``.
+    """
+    if loaded.module is None:
+        convs = _state_dict_convs(loaded.state_dict or {})
+        return {name: i + 1 for i, name in enumerate(convs)}, "key-order"
+    convs = _module_convs(loaded.module)
+    try:
+        depths = _fx_depths(loaded, convs)
+        if set(depths) == set(convs):
+            return depths, "fx"
+    except Exception:  # noqa: BLE001 - any tracing failure means: use the documented fallback
+        pass
+    try:
+        depths = _execution_depths(loaded, convs)
+        if set(depths) == set(convs):
+            return depths, "execution-order"
+    except Exception:  # noqa: BLE001
+        pass
+    return {name: i + 1 for i, name in enumerate(convs)}, "key-order"
+
+
+def _kernel_counts(convs: Mapping[str, _Conv]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for c in convs.values():
+        kh, kw = int(c.weight.shape[2]), int(c.weight.shape[3])
+        key = f"{kh}x{kw}"
+        counts[key] = counts.get(key, 0) + int(c.weight.shape[0]) * int(c.weight.shape[1])
+    return dict(sorted(counts.items()))
+
+
+def _n_parameters(loaded: LoadedModel) -> int:
+    if loaded.module is not None:
+        return int(sum(p.numel() for p in loaded.module.parameters()))
+    state = loaded.state_dict or {}
+    return int(
+        sum(t.numel() for k, t in state.items() if not k.endswith(_BUFFER_SUFFIXES))
+    )
+
+
+def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
+    """Take every 3x3 filter of a loaded model, with its layer's place in the graph.
+
+    Parameters
+    ----------
+    model_id : str
+        The model's id, named in errors.
+    loaded : LoadedModel
+        What a source returned.
+
+    Returns
+    -------
+    ModelFilters
+        Layers sorted by (conv_depth, registration order); weights are the module's own float32
+        values, bit for bit (other float dtypes are converted to float32).
+
+    Raises
+    ------
+    ExtractionError
+        A 3x3 layer holds NaN or Inf.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from filterdb.sources import LoadedModel
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    >>> mf = extract_filters("tiny", LoadedModel(module=net))
+    >>> [(layer.name, layer.weight.shape, layer.conv_depth) for layer in mf.layers]
+    [('0', (24, 3, 3), 0), ('2', (32, 3, 3), 1)]
+    """
+    if loaded.module is not None:
+        convs = _module_convs(loaded.module)
+    else:
+        convs = _state_dict_convs(loaded.state_dict or {})
+    depths, method = conv_depths(loaded)
+    levels = sorted(set(depths.values()))
+    rank = {d: i for i, d in enumerate(levels)}
+    span = max(len(levels) - 1, 1)
+    position = {name: i for i, name in enumerate(convs)}
+    layers: list[LayerFilters] = []
+    for name, c in convs.items():
+        if tuple(c.weight.shape[2:]) != (3, 3):
+            continue
+        w = c.weight.detach().cpu()
+        if w.dtype != torch.float32:
+            w = w.to(torch.float32)
+        arr = np.ascontiguousarray(w.numpy()).reshape(-1, 3, 3)
+        if not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise ExtractionError(
+                f"model {model_id!r}, layer {name!r}: {bad} weight(s) are NaN or Inf"
+            )
+        out_channels = int(c.weight.shape[0])
+        in_per_group = int(c.weight.shape[1])
+        groups = c.groups if loaded.module is not None else 1
+        conv_depth = rank[depths[name]]
+        layers.append(
+            LayerFilters(
+                name=name,
+                weight=arr,
+                in_channels=in_per_group * groups,
+                out_channels=out_channels,
+                groups=groups,
+                stride=c.stride,
+                dilation=c.dilation,
+                conv_depth=conv_depth,
+                conv_depth_norm=conv_depth / span if len(levels) > 1 else 0.0,
+                depth_method=method,
+            )
+        )
+    layers.sort(key=lambda layer: (layer.conv_depth, position[layer.name]))
+    return ModelFilters(
+        model_id=model_id,
+        layers=layers,
+        kernel_counts=_kernel_counts(convs),
+        n_parameters=_n_parameters(loaded),
+        depth_method=method,
+    )

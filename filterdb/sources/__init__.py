@@ -1,0 +1,162 @@
+"""Model sources: a tiny registry from source name to loader.
+
+A zoo entry (one item of ``params.yaml: zoo``) names its ``source``; the loader registered under
+that name turns the entry into a :class:`LoadedModel` (a torch module or a state dict). New
+sources plug in with :func:`register_source` without touching the extraction code.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+__all__ = [
+    "LoadedModel",
+    "ModelLoadError",
+    "SourceLoader",
+    "get_source",
+    "list_sources",
+    "load_model",
+    "register_source",
+]
+
+
+class ModelLoadError(RuntimeError):
+    """A zoo entry could not be turned into weights (missing file, unknown name, ...)."""
+
+
+@dataclass
+class LoadedModel:
+    """What a source hands to the extraction step.
+
+    Exactly one of ``module`` or ``state_dict`` is set.
+
+    Attributes
+    ----------
+    module : torch.nn.Module or None
+        A model whose graph can be traced for conv depth.
+    state_dict : mapping of str to torch.Tensor or None
+        Raw tensors; 4-D conv weights are taken in key order.
+    weights : str
+        Provenance of the weights (``random-init:seed=0``, a package file, a path).
+    input_size : tuple of int or None
+        ``(C, H, W)`` of one input, for the execution-order fallback of depth.
+    leaf_modules : tuple of type
+        Module classes the fx tracer must not trace through.
+    autowrap_functions : tuple of callable
+        Functions the fx tracer records as leaves.
+    extra_meta : dict
+        Meta-parameters the source knows (e.g. accuracy of a trained model).
+    """
+
+    module: torch.nn.Module | None = None
+    state_dict: Mapping[str, torch.Tensor] | None = None
+    weights: str = ""
+    input_size: tuple[int, ...] | None = None
+    leaf_modules: tuple[type, ...] = ()
+    autowrap_functions: tuple[Any, ...] = ()
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceLoader(Protocol):
+    """Callable that loads one zoo entry.
+
+    Parameters
+    ----------
+    model_id : str
+        The entry's id (for error messages).
+    entry : mapping
+        The entry's source-specific keys (everything but ``meta``).
+    """
+
+    def __call__(self, model_id: str, entry: Mapping[str, Any]) -> LoadedModel: ...
+
+
+_SOURCES: dict[str, SourceLoader] = {}
+_ENTRY_KEYS: dict[str, frozenset[str]] = {}
+
+
+def register_source(
+    name: str, keys: tuple[str, ...] = ()
+) -> Callable[[SourceLoader], SourceLoader]:
+    """Register a loader under ``name`` (decorator).
+
+    Parameters
+    ----------
+    name : str
+        The value of ``source`` in zoo entries.
+    keys : tuple of str
+        The entry keys this source accepts besides ``source`` and ``meta``; others are errors.
+    """
+
+    def decorate(fn: SourceLoader) -> SourceLoader:
+        _SOURCES[name] = fn
+        _ENTRY_KEYS[name] = frozenset(keys)
+        return fn
+
+    return decorate
+
+
+def list_sources(pattern: str = "*") -> list[str]:
+    """Names of the registered sources matching a glob ``pattern``, sorted."""
+    _import_builtin_sources()
+    return sorted(n for n in _SOURCES if fnmatch.fnmatch(n, pattern))
+
+
+def get_source(name: str) -> SourceLoader:
+    """The loader registered as ``name``; a clear error lists the known ones."""
+    _import_builtin_sources()
+    try:
+        return _SOURCES[name]
+    except KeyError:
+        raise ModelLoadError(
+            f"unknown model source {name!r}; known sources: {', '.join(sorted(_SOURCES))}"
+        ) from None
+
+
+def source_keys(name: str) -> frozenset[str]:
+    """The entry keys accepted by source ``name``."""
+    get_source(name)
+    return _ENTRY_KEYS[name]
+
+
+def load_model(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
+    """Load the zoo entry ``model_id`` through its source.
+
+    Parameters
+    ----------
+    model_id : str
+        The entry's id.
+    entry : mapping
+        The zoo entry, with ``source`` and optional ``meta``.
+
+    Returns
+    -------
+    LoadedModel
+    """
+    if "source" not in entry:
+        raise ModelLoadError(f"zoo entry {model_id!r} has no 'source' key")
+    name = entry["source"]
+    loader = get_source(name)
+    rest = {k: v for k, v in entry.items() if k not in ("source", "meta")}
+    unknown = sorted(set(rest) - _ENTRY_KEYS[name])
+    if unknown:
+        raise ModelLoadError(
+            f"zoo entry {model_id!r}: unknown key(s) {unknown} for source {name!r}; "
+            f"allowed: {sorted(_ENTRY_KEYS[name])}"
+        )
+    return loader(model_id, rest)
+
+
+def _import_builtin_sources() -> None:
+    # Imported lazily so that ``import filterdb`` stays cheap; each module registers itself.
+    from filterdb.sources import checkpoint, package, timm_source  # noqa: F401
+
+    try:
+        from filterdb.sources import trained  # noqa: F401
+    except ImportError:  # the training sub-package is optional
+        pass

@@ -1,0 +1,595 @@
+"""Store: extracted models -> one CF netCDF file (contiguous ragged layout, coded categories).
+
+The layout is the data contract in ``docs/data-layout.md``. Files are written deterministically
+(same inputs, same bytes) and atomically (a temp file in the target folder, then a rename), and
+the filters are streamed: assembling shards holds one chunk of filters in memory at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+import pandas as pd
+
+from filterdb import __version__
+
+__all__ = [
+    "CATEGORICAL",
+    "SCHEMA_VERSION",
+    "StoreError",
+    "StoreParams",
+    "assemble",
+    "atomic_path",
+    "content_hash",
+    "decode_flags",
+    "read_tables",
+    "write_model",
+]
+
+SCHEMA_VERSION = 1
+CATEGORICAL = (
+    "task",
+    "visual_category",
+    "training_dataset",
+    "pretraining_dataset",
+    "architecture",
+    "family",
+    "source",
+    "training",
+)
+DEPTH_METHODS = ("fx", "execution-order", "key-order")
+MODEL_INT = ("n_parameters", "n_filters_3x3", "total_filters", "model_first_layer", "model_layer_count")
+MODEL_FLOAT = ("accuracy", "share_3x3")
+LAYER_INT32 = (
+    "layer_model", "conv_depth", "in_channels", "out_channels", "groups",
+    "stride_y", "stride_x", "dilation_y", "dilation_x",
+)
+LAYER_INT64 = ("layer_first_filter", "layer_filter_count")
+
+_LONG_NAMES = {
+    "weight": ("3x3 convolution filter weight (float32, as stored in the model)", "1"),
+    "filter_layer": ("index of the filter's layer along the layer dimension", "1"),
+    "layer_model": ("index of the layer's model along the model dimension", "1"),
+    "layer_name": ("module path of the conv layer", ""),
+    "layer_first_filter": ("index of the layer's first filter", "1"),
+    "layer_filter_count": ("number of filters of the layer", "1"),
+    "conv_depth": ("rank of the layer's depth among the model's conv depths", "1"),
+    "conv_depth_norm": ("conv_depth / (number of conv depths - 1)", "1"),
+    "in_channels": ("input channels of the conv", "1"),
+    "out_channels": ("output channels of the conv", "1"),
+    "groups": ("groups of the conv", "1"),
+    "stride_y": ("vertical stride", "1"),
+    "stride_x": ("horizontal stride", "1"),
+    "dilation_y": ("vertical dilation", "1"),
+    "dilation_x": ("horizontal dilation", "1"),
+    "depth_method": ("how conv_depth was determined", ""),
+    "model": ("model id", ""),
+    "weights": ("provenance of the weights", ""),
+    "n_parameters": ("number of parameters of the model", "1"),
+    "accuracy": ("held-out accuracy (fraction); NaN when unknown", "1"),
+    "n_filters_3x3": ("number of 3x3 filters of the model", "1"),
+    "total_filters": ("number of 2-D conv filters except 1x1", "1"),
+    "share_3x3": ("n_filters_3x3 / total_filters", "1"),
+    "model_first_layer": ("index of the model's first layer", "1"),
+    "model_layer_count": ("number of the model's layers with 3x3 filters", "1"),
+    "kernel_count": ("number of 2-D conv filters of each kernel shape", "1"),
+    "kernel_shape": ("2-D kernel shape, rows x columns", ""),
+    **{c: (f"meta-parameter: {c.replace('_', ' ')}", "") for c in CATEGORICAL},
+}
+
+
+class StoreError(ValueError):
+    """Inputs that cannot make a valid dataset (duplicate model ids, inconsistent tables)."""
+
+
+@dataclass(frozen=True)
+class StoreParams:
+    """How the ``weight`` variable is laid out on disk.
+
+    Attributes
+    ----------
+    chunk_filters : int
+        Filters per HDF5 chunk.
+    compression : str or None
+        ``None`` (fastest reads) or ``"zlib"`` (with byte shuffle).
+    complevel : int
+        zlib level when compressing.
+    """
+
+    chunk_filters: int = 65536
+    compression: str | None = None
+    complevel: int = 1
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> StoreParams:
+        """Build from the ``store:`` section of params.yaml (unknown keys are errors)."""
+        d = dict(d or {})
+        unknown = set(d) - {"chunk_filters", "compression", "complevel"}
+        if unknown:
+            raise StoreError(f"params 'store': unknown key(s) {sorted(unknown)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> with atomic_path(out) as tmp:
+    ...     _ = tmp.write_text("hello")
+    >>> out.read_text()
+    'hello'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _codes(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    meanings = sorted(set(values))
+    lookup = {v: i for i, v in enumerate(meanings)}
+    return np.array([lookup[v] for v in values], dtype=np.int16), meanings
+
+
+def decode_flags(codes: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
+    """Turn integer codes back into strings with a variable's ``flag_values``/``flag_meanings``.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        The stored integer codes.
+    attrs : mapping
+        The variable's attributes.
+
+    Returns
+    -------
+    numpy.ndarray of object
+        The decoded strings; a code outside ``flag_values`` raises ``ValueError``.
+    """
+    values = np.atleast_1d(np.asarray(attrs["flag_values"])).tolist()
+    meanings = str(attrs["flag_meanings"]).split()
+    lookup = dict(zip(values, meanings, strict=True))
+    try:
+        return np.array([lookup[int(c)] for c in np.asarray(codes).ravel()], dtype=object)
+    except KeyError as exc:
+        raise ValueError(f"code {exc.args[0]} is not among flag_values {values}") from None
+
+
+def read_tables(ds: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Model, layer and kernel-count tables of an open dataset (xarray or netCDF4).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or netCDF4.Dataset
+        A dataset in filterdb's layout.
+
+    Returns
+    -------
+    models : pandas.DataFrame
+        One row per model, indexed by ``model`` id; categories decoded to strings.
+    layers : pandas.DataFrame
+        One row per layer (index ``layer``), with the model id in column ``model``.
+    kernel_counts : pandas.DataFrame
+        Models x kernel shapes.
+    """
+
+    def var(name: str) -> tuple[np.ndarray, Mapping[str, Any]]:
+        v = ds.variables[name]
+        attrs = v.attrs if hasattr(v, "attrs") else {k: v.getncattr(k) for k in v.ncattrs()}
+        data = v.values if hasattr(v, "values") else v[:]
+        return np.asarray(data), attrs
+
+    ids = [str(x) for x in var("model")[0]]
+    models = pd.DataFrame(index=pd.Index(ids, name="model"))
+    for name in CATEGORICAL:
+        data, attrs = var(name)
+        models[name] = decode_flags(data, attrs) if len(ids) else np.array([], dtype=object)
+    models["weights"] = [str(x) for x in var("weights")[0]]
+    for name in MODEL_INT:
+        models[name] = var(name)[0].astype(np.int64)
+    for name in MODEL_FLOAT:
+        models[name] = var(name)[0].astype(np.float64)
+
+    n_layers = len(var("layer_model")[0])
+    layers = pd.DataFrame(index=pd.RangeIndex(n_layers, name="layer"))
+    layer_model = var("layer_model")[0].astype(np.int32)
+    layers["layer_model"] = layer_model
+    layers["model"] = np.array(ids, dtype=object)[layer_model] if n_layers else []
+    layers["layer_name"] = [str(x) for x in var("layer_name")[0]]
+    for name in LAYER_INT64:
+        layers[name] = var(name)[0].astype(np.int64)
+    for name in LAYER_INT32:
+        if name != "layer_model":
+            layers[name] = var(name)[0].astype(np.int32)
+    layers["conv_depth_norm"] = var("conv_depth_norm")[0].astype(np.float64)
+    data, attrs = var("depth_method")
+    layers["depth_method"] = decode_flags(data, attrs) if n_layers else np.array([], dtype=object)
+
+    shapes = [str(x) for x in var("kernel_shape")[0]]
+    counts = var("kernel_count")[0].reshape(len(ids), len(shapes)).astype(np.int64)
+    kernel_counts = pd.DataFrame(counts, index=models.index, columns=pd.Index(shapes, name="kernel_shape"))
+    return models, layers, kernel_counts
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _set_attrs(var: Any, name: str) -> None:
+    long_name, units = _LONG_NAMES[name]
+    var.long_name = long_name
+    if units:
+        var.units = units
+
+
+def _write(
+    path: Path,
+    models: pd.DataFrame,
+    layers: pd.DataFrame,
+    kernel_counts: pd.DataFrame,
+    weight_chunks: Iterable[np.ndarray],
+    params: StoreParams,
+    history: str,
+) -> None:
+    """Write one file in the layout; ``weight_chunks`` are consecutive (k, 3, 3) float32 blocks."""
+    n_models, n_layers = len(models), len(layers)
+    n_filters = int(layers["layer_filter_count"].sum()) if n_layers else 0
+    with atomic_path(path) as tmp:
+        nc = netCDF4.Dataset(tmp, "w", format="NETCDF4")
+        try:
+            # sizes of 0 would make netCDF dimensions unlimited; these are fixed by design
+            for dim, size in (("model", n_models), ("layer", n_layers), ("filter", n_filters)):
+                nc.createDimension(dim, size if size else None)
+            nc.createDimension("ky", 3)
+            nc.createDimension("kx", 3)
+            nc.createDimension("kernel_shape", kernel_counts.shape[1] or None)
+
+            chunk = max(1, min(params.chunk_filters, n_filters or 1))
+            comp = {"compression": params.compression, "shuffle": params.compression is not None}
+            if params.compression:
+                comp["complevel"] = params.complevel
+            w = nc.createVariable("weight", "f4", ("filter", "ky", "kx"), chunksizes=(chunk, 3, 3), **comp)
+            _set_attrs(w, "weight")
+            w.coordinates = "filter_layer"
+            fl = nc.createVariable("filter_layer", "i4", ("filter",), chunksizes=(chunk,), **comp)
+            _set_attrs(fl, "filter_layer")
+
+            # models
+            v = nc.createVariable("model", str, ("model",))
+            _set_attrs(v, "model")
+            v.cf_role = "timeseries_id"  # one feature per model
+            for i, mid in enumerate(models.index):
+                v[i] = str(mid)
+            for name in CATEGORICAL:
+                codes, meanings = _codes([str(x) for x in models[name]])
+                v = nc.createVariable(name, "i2", ("model",))
+                _set_attrs(v, name)
+                v.flag_values = np.arange(len(meanings), dtype=np.int16)
+                v.flag_meanings = " ".join(meanings)
+                if n_models:
+                    v[:] = codes
+            v = nc.createVariable("weights", str, ("model",))
+            _set_attrs(v, "weights")
+            for i, s in enumerate(models["weights"]):
+                v[i] = str(s)
+            for name in MODEL_INT:
+                v = nc.createVariable(name, "i8", ("model",))
+                _set_attrs(v, name)
+                if n_models:
+                    v[:] = models[name].to_numpy(np.int64)
+            for name in MODEL_FLOAT:
+                v = nc.createVariable(name, "f8", ("model",), fill_value=np.nan)
+                _set_attrs(v, name)
+                if n_models:
+                    v[:] = models[name].to_numpy(np.float64)
+            v = nc.createVariable("kernel_shape", str, ("kernel_shape",))
+            _set_attrs(v, "kernel_shape")
+            for i, s in enumerate(kernel_counts.columns):
+                v[i] = str(s)
+            v = nc.createVariable("kernel_count", "i8", ("model", "kernel_shape"))
+            _set_attrs(v, "kernel_count")
+            if kernel_counts.size:
+                v[:] = kernel_counts.to_numpy(np.int64)
+
+            # layers
+            v = nc.createVariable("layer_name", str, ("layer",))
+            _set_attrs(v, "layer_name")
+            for i, s in enumerate(layers["layer_name"]):
+                v[i] = str(s)
+            for name in LAYER_INT64:
+                v = nc.createVariable(name, "i8", ("layer",))
+                _set_attrs(v, name)
+                if n_layers:
+                    v[:] = layers[name].to_numpy(np.int64)
+            nc.variables["layer_filter_count"].sample_dimension = "filter"
+            for name in LAYER_INT32:
+                v = nc.createVariable(name, "i4", ("layer",))
+                _set_attrs(v, name)
+                if n_layers:
+                    v[:] = layers[name].to_numpy(np.int32)
+            v = nc.createVariable("conv_depth_norm", "f8", ("layer",))
+            _set_attrs(v, "conv_depth_norm")
+            if n_layers:
+                v[:] = layers["conv_depth_norm"].to_numpy(np.float64)
+            v = nc.createVariable("depth_method", "i1", ("layer",))
+            _set_attrs(v, "depth_method")
+            v.flag_values = np.arange(len(DEPTH_METHODS), dtype=np.int8)
+            v.flag_meanings = " ".join(DEPTH_METHODS)
+            if n_layers:
+                v[:] = np.array([DEPTH_METHODS.index(m) for m in layers["depth_method"]], np.int8)
+
+            nc.setncatts(
+                {
+                    "Conventions": "CF-1.10",
+                    "title": "filterdb: trained 3x3 convolution filters",
+                    "institution": "filterdb project",
+                    "source": "filters extracted from torch models by filterdb",
+                    "references": "Gavrikov & Keuper, CNN Filter DB: An Empirical Investigation of "
+                    "Trained Convolutional Filters, CVPR 2022, arXiv:2203.15331",
+                    "history": history,
+                    "comment": "weights are float32 exactly as stored in each model; no BatchNorm "
+                    "folding. Filter k of a layer is output channel k // (in_channels/groups), "
+                    "input channel k % (in_channels/groups).",
+                    "featureType": "timeSeries",
+                    "filterdb_schema_version": np.int32(SCHEMA_VERSION),
+                    "filterdb_version": __version__,
+                    "coordinates": " ".join(
+                        ["model", "weights", *CATEGORICAL, *MODEL_INT, *MODEL_FLOAT, "layer_name",
+                         *LAYER_INT64, *LAYER_INT32, "conv_depth_norm", "depth_method", "kernel_shape"]
+                    ),
+                }
+            )
+
+            # filters, streamed
+            starts = layers["layer_first_filter"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
+            counts = layers["layer_filter_count"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
+            filter_layer = np.repeat(np.arange(n_layers, dtype=np.int32), counts)
+            pos = 0
+            for block in weight_chunks:
+                k = block.shape[0]
+                if k == 0:
+                    continue
+                if block.dtype != np.float32 or block.shape[1:] != (3, 3):
+                    raise StoreError(f"weight block of dtype {block.dtype} shape {block.shape}")
+                w[pos : pos + k] = block
+                fl[pos : pos + k] = filter_layer[pos : pos + k]
+                pos += k
+            if pos != n_filters:
+                raise StoreError(f"wrote {pos} filters, the layer table says {n_filters}")
+            if n_layers and not np.array_equal(starts, np.concatenate([[0], np.cumsum(counts)[:-1]])):
+                raise StoreError("layer_first_filter is not contiguous")
+        finally:
+            nc.close()
+
+
+def _model_row(mf: Any, meta: Mapping[str, Any], source: str, weights: str) -> dict[str, Any]:
+    row: dict[str, Any] = {c: str(meta.get(c, "unknown")) for c in CATEGORICAL}
+    row["source"] = source
+    row["weights"] = weights
+    row["n_parameters"] = mf.n_parameters
+    row["accuracy"] = float(meta["accuracy"]) if meta.get("accuracy") is not None else np.nan
+    row["n_filters_3x3"] = mf.n_filters_3x3
+    row["total_filters"] = mf.total_filters
+    row["share_3x3"] = mf.share_3x3
+    row["model_first_layer"] = 0
+    row["model_layer_count"] = len(mf.layers)
+    return row
+
+
+def write_model(
+    path: str | os.PathLike[str],
+    mf: Any,
+    meta: Mapping[str, Any],
+    source: str,
+    weights: str,
+    params: StoreParams | None = None,
+) -> Path:
+    """Write one model's extracted filters as a shard (the same layout, with one model).
+
+    Parameters
+    ----------
+    path : path-like
+        The shard file to write (atomically).
+    mf : filterdb.extract.ModelFilters
+        The extracted model.
+    meta : mapping
+        Meta-parameters (the zoo entry's ``meta``, plus ``accuracy`` where known).
+    source, weights : str
+        The source name and weight provenance.
+    params : StoreParams, optional
+        On-disk layout.
+
+    Returns
+    -------
+    Path
+    """
+    params = params or StoreParams()
+    models = pd.DataFrame([_model_row(mf, meta, source, weights)], index=pd.Index([mf.model_id], name="model"))
+    rows, first = [], 0
+    for layer in mf.layers:
+        n = int(layer.weight.shape[0])
+        rows.append(
+            {
+                "layer_model": 0,
+                "layer_name": layer.name,
+                "layer_first_filter": first,
+                "layer_filter_count": n,
+                "conv_depth": layer.conv_depth,
+                "in_channels": layer.in_channels,
+                "out_channels": layer.out_channels,
+                "groups": layer.groups,
+                "stride_y": layer.stride[0],
+                "stride_x": layer.stride[1],
+                "dilation_y": layer.dilation[0],
+                "dilation_x": layer.dilation[1],
+                "conv_depth_norm": layer.conv_depth_norm,
+                "depth_method": layer.depth_method,
+            }
+        )
+        first += n
+    layers = pd.DataFrame(rows, columns=_LAYER_COLUMNS)
+    kernel_counts = pd.DataFrame([mf.kernel_counts], index=models.index).fillna(0).astype(np.int64)
+    kernel_counts = kernel_counts.reindex(sorted(kernel_counts.columns), axis=1)
+    _write(
+        Path(path), models, layers, kernel_counts, (layer.weight for layer in mf.layers), params,
+        history=f"filterdb {__version__} extract {mf.model_id}",
+    )
+    return Path(path)
+
+
+_LAYER_COLUMNS = [
+    "layer_model", "layer_name", "layer_first_filter", "layer_filter_count", "conv_depth",
+    "in_channels", "out_channels", "groups", "stride_y", "stride_x", "dilation_y", "dilation_x",
+    "conv_depth_norm", "depth_method",
+]
+
+
+def assemble(
+    shards: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    params: StoreParams | None = None,
+    progress: bool = False,
+) -> Path:
+    """Concatenate model shards, in the given order, into one dataset file.
+
+    Parameters
+    ----------
+    shards : sequence of path-like
+        Shard files written by :func:`write_model` (or any file in the layout).
+    out : path-like
+        The dataset to write, atomically.
+    params : StoreParams, optional
+        On-disk layout of the result.
+    progress : bool
+        Show a progress bar over filters.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        Duplicate model ids across shards, naming both files.
+    """
+    params = params or StoreParams()
+    model_tables, layer_tables, kc_tables = [], [], []
+    seen: dict[str, str] = {}
+    layer_offset = filter_offset = 0
+    for shard in shards:
+        with netCDF4.Dataset(shard) as nc:
+            nc.set_auto_mask(False)
+            m, la, kc = read_tables(nc)
+        for mid in m.index:
+            if mid in seen:
+                raise StoreError(f"duplicate model id {mid!r} in {shard} and {seen[mid]}")
+            seen[mid] = str(shard)
+        m["model_first_layer"] = m["model_first_layer"] + layer_offset
+        la["layer_model"] = la["layer_model"] + sum(len(t) for t in model_tables)
+        la["layer_first_filter"] = la["layer_first_filter"] + filter_offset
+        layer_offset += len(la)
+        filter_offset += int(la["layer_filter_count"].sum())
+        model_tables.append(m)
+        layer_tables.append(la.drop(columns="model"))
+        kc_tables.append(kc)
+    models = pd.concat(model_tables) if model_tables else pd.DataFrame()
+    layers = pd.concat(layer_tables, ignore_index=True) if layer_tables else pd.DataFrame(columns=_LAYER_COLUMNS)
+    kernel_counts = pd.concat(kc_tables).fillna(0).astype(np.int64)
+    kernel_counts = kernel_counts.reindex(sorted(kernel_counts.columns), axis=1)
+
+    def blocks() -> Iterator[np.ndarray]:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=filter_offset, unit="filter", unit_scale=True, disable=not progress,
+                   desc="assemble")
+        step = params.chunk_filters
+        for shard in shards:
+            with netCDF4.Dataset(shard) as nc:
+                nc.set_auto_mask(False)
+                w = nc.variables["weight"]
+                n = w.shape[0]
+                for s in range(0, n, step):
+                    block = np.asarray(w[s : s + step], dtype=np.float32)
+                    bar.update(block.shape[0])
+                    yield block
+        bar.close()
+
+    names = " ".join(Path(s).stem for s in shards)
+    _write(
+        Path(out), models, layers, kernel_counts, blocks(), params,
+        history=f"filterdb {__version__} assemble {len(shards)} shards: {names}",
+    )
+    return Path(out)
+
+
+def content_hash(path: str | os.PathLike[str], chunk_filters: int = 1 << 20) -> str:
+    """SHA-256 of a dataset's decoded content, independent of HDF5 storage details.
+
+    Covers every variable's name, dtype, shape and values (read in chunks) and every attribute,
+    in sorted order, so files with the same content but another chunking or compression hash
+    alike.
+
+    Parameters
+    ----------
+    path : path-like
+        A netCDF file.
+    chunk_filters : int
+        Rows per read of large variables.
+
+    Returns
+    -------
+    str
+        ``sha256:<hex>``.
+    """
+    h = hashlib.sha256()
+    with netCDF4.Dataset(path) as nc:
+        nc.set_auto_mask(False)
+        attrs = {k: _jsonable(nc.getncattr(k)) for k in sorted(nc.ncattrs())}
+        h.update(json.dumps(attrs, sort_keys=True).encode())
+        for name in sorted(nc.variables):
+            v = nc.variables[name]
+            vattrs = {k: _jsonable(v.getncattr(k)) for k in sorted(v.ncattrs())}
+            h.update(json.dumps([name, str(v.dtype), list(v.shape), list(v.dimensions), vattrs]).encode())
+            if v.dtype is str:
+                h.update("\x00".join(str(x) for x in np.asarray(v[:]).ravel()).encode())
+                continue
+            n = v.shape[0] if v.shape else 0
+            if not v.shape:
+                h.update(np.ascontiguousarray(v[...]).tobytes())
+            for s in range(0, n, chunk_filters):
+                h.update(np.ascontiguousarray(v[s : s + chunk_filters]).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x

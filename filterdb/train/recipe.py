@@ -1,0 +1,368 @@
+"""The training recipe of the CNN Filter DB study's own models, made deterministic for a CPU.
+
+SGD with Nesterov momentum 0.9, learning rate 1e-2, weight decay 1e-2 (on all parameters),
+batch 256, a linear warm-up over the first 30 % of the optimizer steps followed by cosine decay
+to zero (updated every step), cross-entropy for classification. Auto-encoders are trained as
+denoising auto-encoders: Gaussian noise (std ``noise_std``) is added to the input and the MSE to
+the clean image is minimised. Runs are reproducible bit for bit for a given seed and thread count:
+the net is initialised after ``torch.manual_seed(seed)``, batches are drawn from a
+``torch.Generator`` seeded with ``seed``, and ``torch.use_deterministic_algorithms`` is on for the
+duration of the run (global torch state is restored afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from filterdb.train.data import DatasetSplits, get_dataset_spec, load_dataset
+from filterdb.train.nets import build_net, get_arch
+
+__all__ = [
+    "ENTRY_KEYS",
+    "TrainConfig",
+    "atomic_save",
+    "evaluate",
+    "lr_factor",
+    "train",
+    "train_entry",
+]
+
+TEST_NOISE_SEED = 12345
+"""Seed of the fixed noise added to held-out images when evaluating a denoising auto-encoder."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (defaults: the study's recipe).
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training set.
+    batch_size : int
+        Images per optimizer step (the last, smaller batch of an epoch is kept unless it has
+        a single image, which BatchNorm cannot normalise).
+    lr, momentum, weight_decay : float
+        SGD with Nesterov momentum.
+    warmup : float
+        Share of all steps spent in linear warm-up before the cosine decay.
+    seed : int
+        Seeds initialisation, shuffling and training noise.
+    threads : int
+        ``torch.set_num_threads`` during the run.
+    noise_std : float
+        Input noise of denoising auto-encoders.
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-2
+    warmup: float = 0.3
+    seed: int = 0
+    threads: int = 2
+    noise_std: float = 0.1
+
+
+ENTRY_KEYS: tuple[str, ...] = (
+    "arch",
+    "dataset",
+    "width",
+    "n_train",
+    "n_test",
+    "root",
+    "models_dir",
+    *(f.name for f in fields(TrainConfig)),
+)
+"""Keys a zoo entry of source ``trained`` may carry (besides ``source`` and ``meta``)."""
+
+
+def lr_factor(step: int, total_steps: int, warmup: float = 0.3) -> float:
+    """Multiplier of the base learning rate for optimizer step ``step`` (0-based).
+
+    Linear warm-up from ``1/w`` to 1 over the first ``w = max(1, round(warmup * total))`` steps,
+    then half a cosine from 1 (step ``w``) down to 0 (step ``total_steps``).
+
+    Examples
+    --------
+    >>> [round(lr_factor(s, 10), 3) for s in (0, 2, 3, 9, 10)]
+    [0.333, 1.0, 1.0, 0.05, 0.0]
+    """
+    w = max(1, round(warmup * total_steps))
+    if step < w:
+        return (step + 1) / w
+    rest = max(1, total_steps - w)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - w, rest) / rest))
+
+
+@contextmanager
+def _torch_state(threads: int) -> Iterator[None]:
+    """Set thread count and deterministic algorithms; restore both afterwards."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    perm = torch.randperm(n, generator=gen)
+    out = list(perm.split(batch_size))
+    if len(out) > 1 and len(out[-1]) == 1:
+        out.pop()
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    net: nn.Module, data: DatasetSplits, noise_std: float = 0.1, batch_size: int = 1024
+) -> dict[str, float]:
+    """Held-out metrics of a net (in eval mode).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    data : DatasetSplits
+    noise_std : float
+        Auto-encoders only: std of the fixed noise (seed :data:`TEST_NOISE_SEED`) on the inputs.
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        Classification: ``accuracy`` (share of correct held-out predictions) and ``test_loss``.
+        Auto-encoder: ``reconstruction_mse`` (reconstruction of noisy inputs vs clean images,
+        per pixel) and ``noisy_input_mse`` (the same for the identity map, as a baseline).
+    """
+    was_training = net.training
+    net.eval()
+    try:
+        if data.spec.task == "auto-encoder":
+            gen = torch.Generator().manual_seed(TEST_NOISE_SEED)
+            noise = torch.randn(data.x_test.shape, generator=gen) * noise_std
+            sq = sq_in = 0.0
+            for i in range(0, data.n_test, batch_size):
+                clean = data.x_test[i : i + batch_size]
+                noisy = clean + noise[i : i + batch_size]
+                sq += float(((net(noisy) - clean) ** 2).sum())
+                sq_in += float(((noisy - clean) ** 2).sum())
+            n = data.x_test.numel()
+            return {"reconstruction_mse": sq / n, "noisy_input_mse": sq_in / n}
+        assert data.y_test is not None
+        correct, loss = 0, 0.0
+        for i in range(0, data.n_test, batch_size):
+            logits = net(data.x_test[i : i + batch_size])
+            y = data.y_test[i : i + batch_size]
+            correct += int((logits.argmax(1) == y).sum())
+            loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        return {"accuracy": correct / data.n_test, "test_loss": loss / data.n_test}
+    finally:
+        net.train(was_training)
+
+
+def train(
+    net: nn.Module, data: DatasetSplits, config: TrainConfig, progress: bool = False
+) -> dict[str, Any]:
+    """Train ``net`` in place with the study's recipe and return held-out metrics.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Freshly built net (seed it yourself, or use :func:`train_entry`).
+    data : DatasetSplits
+        Task ``classification`` uses ``y_train``; ``auto-encoder`` denoises ``x_train``.
+    config : TrainConfig
+    progress : bool
+        Print one line per epoch to stderr.
+
+    Returns
+    -------
+    dict
+        The metrics of :func:`evaluate` plus ``train_loss`` (mean of the last epoch),
+        ``epochs``, ``n_train``, ``n_test``, ``steps`` and ``seconds``.
+    """
+    autoencoder = data.spec.task == "auto-encoder"
+    steps_per_epoch = len(_batches(data.n_train, config.batch_size, torch.Generator()))
+    total = max(1, steps_per_epoch * config.epochs)
+    with _torch_state(config.threads):
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(config.seed)
+        opt = torch.optim.SGD(
+            net.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=True,
+            weight_decay=config.weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, total, config.warmup)
+        )
+        net.train()
+        train_loss = float("nan")
+        for epoch in range(config.epochs):
+            running, seen = 0.0, 0
+            for idx in _batches(data.n_train, config.batch_size, gen):
+                x = data.x_train[idx]
+                if autoencoder:
+                    noisy = x + torch.randn(x.shape, generator=gen) * config.noise_std
+                    loss = nn.functional.mse_loss(net(noisy), x)
+                else:
+                    assert data.y_train is not None
+                    loss = nn.functional.cross_entropy(net(x), data.y_train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                running += loss.item() * len(idx)
+                seen += len(idx)
+            train_loss = running / max(1, seen)
+            if progress:
+                print(
+                    f"  epoch {epoch + 1}/{config.epochs}  train loss {train_loss:.4f}  "
+                    f"lr {opt.param_groups[0]['lr']:.2e}  {time.perf_counter() - t0:.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        metrics: dict[str, Any] = evaluate(net, data, noise_std=config.noise_std)
+        seconds = time.perf_counter() - t0
+    metrics.update(
+        train_loss=train_loss,
+        epochs=config.epochs,
+        n_train=data.n_train,
+        n_test=data.n_test,
+        steps=total,
+        seconds=round(seconds, 3),
+    )
+    return metrics
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` (or JSON for a dict with ``.json`` suffix) to a temp file, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if path.suffix == ".json":
+                fh.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+            else:
+                torch.save(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _config_from_entry(model_id: str, entry: Mapping[str, Any]) -> TrainConfig:
+    unknown = sorted(set(entry) - set(ENTRY_KEYS) - {"source", "meta"})
+    if unknown:
+        raise ValueError(
+            f"zoo entry {model_id!r}: unknown training key(s) {unknown}; allowed: "
+            f"{sorted(ENTRY_KEYS)}"
+        )
+    for key in ("arch", "dataset"):
+        if key not in entry:
+            raise ValueError(f"zoo entry {model_id!r}: missing required key {key!r}")
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in entry.items() if k in names})
+
+
+def build_entry_net(model_id: str, entry: Mapping[str, Any]) -> nn.Module:
+    """Build the (untrained) net a zoo entry describes, checking arch and dataset agree.
+
+    Raises
+    ------
+    ValueError
+        The architecture's task differs from the dataset's (e.g. an auto-encoder on labels).
+    KeyError
+        Unknown architecture or dataset.
+    """
+    spec = get_dataset_spec(entry["dataset"])
+    arch = get_arch(entry["arch"])
+    if arch.task != spec.task:
+        raise ValueError(
+            f"zoo entry {model_id!r}: architecture {arch.name!r} is for {arch.task}, dataset "
+            f"{spec.name!r} is for {spec.task}"
+        )
+    return build_net(arch.name, spec.channels, spec.n_classes, entry.get("width"))
+
+
+def train_entry(
+    model_id: str, entry: Mapping[str, Any], out_dir: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Train one zoo entry of source ``trained`` and write its checkpoint and metrics.
+
+    Parameters
+    ----------
+    model_id : str
+        The entry's id; names the output files.
+    entry : mapping
+        The zoo entry: ``arch``, ``dataset`` and optionally ``epochs``, ``seed``, ``n_train``,
+        ``n_test``, ``width``, ``root`` and any :class:`TrainConfig` field (``source``, ``meta``
+        and ``models_dir`` are ignored here).
+    out_dir : Path
+        Folder receiving ``{model_id}.pt`` (a state dict loadable with
+        ``torch.load(weights_only=True)``) and ``{model_id}.json`` (the metrics), both written
+        atomically.
+    progress : bool
+        Print a header and one line per epoch to stderr.
+
+    Returns
+    -------
+    dict
+        Metrics: ``accuracy`` or ``reconstruction_mse`` (+ ``noisy_input_mse``), ``epochs``,
+        ``n_train``, ``n_test``, ``seconds``, ``dataset``, ``arch``, ``seed``, ``task``, ...
+    """
+    config = _config_from_entry(model_id, entry)
+    data = load_dataset(
+        entry["dataset"], n_train=entry.get("n_train"), n_test=entry.get("n_test"),
+        root=entry.get("root"),
+    )
+    with _torch_state(config.threads):
+        torch.manual_seed(config.seed)
+        net = build_entry_net(model_id, entry)
+    if progress:
+        print(
+            f"training {model_id}: {entry['arch']} on {entry['dataset']} "
+            f"({data.n_train} train / {data.n_test} test, {config.epochs} epochs, "
+            f"{config.threads} threads)",
+            file=sys.stderr,
+            flush=True,
+        )
+    metrics = train(net, data, config, progress=progress)
+    metrics = {
+        "model_id": model_id,
+        "arch": entry["arch"],
+        "dataset": entry["dataset"],
+        "task": data.spec.task,
+        "width": entry.get("width"),
+        "seed": config.seed,
+        "threads": config.threads,
+        "config": asdict(config),
+        "n_params": sum(p.numel() for p in net.parameters()),
+        "torch": torch.__version__,
+        **metrics,
+    }
+    out_dir = Path(out_dir)
+    state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    atomic_save(state, out_dir / f"{model_id}.pt")
+    atomic_save(metrics, out_dir / f"{model_id}.json")
+    return metrics

@@ -1,0 +1,125 @@
+"""Shared fixtures: real torch models, real zoo files, real datasets on disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+MNIST_ENTRY = {
+    "source": "package",
+    "package": "digit-recognizer-py",
+    "file": "digit_recognizer/models/handwriting_model.pth",
+    "input_size": [1, 28, 28],
+    "meta": {
+        "task": "classification", "visual_category": "handwriting", "training_dataset": "mnist",
+        "pretraining_dataset": "none", "architecture": "digit-recognizer-cnn",
+        "family": "simple-cnn", "training": "normal",
+    },
+}
+PNET_ENTRY = {
+    "source": "package",
+    "package": "facenet-pytorch",
+    "file": "facenet_pytorch/data/pnet.pt",
+    "meta": {
+        "task": "face-detection", "visual_category": "faces", "training_dataset": "wider-face",
+        "pretraining_dataset": "none", "architecture": "mtcnn-pnet", "family": "mtcnn",
+        "training": "normal",
+    },
+}
+
+
+def random_entry(arch: str, family: str, seed: int = 0) -> dict:
+    """A zoo entry for a random-init timm model."""
+    return {
+        "source": "timm", "arch": arch, "seed": seed,
+        "meta": {
+            "task": "classification", "visual_category": "none", "training_dataset": "none",
+            "pretraining_dataset": "none", "architecture": arch, "family": family,
+            "training": "random-init",
+        },
+    }
+
+
+TINY_ZOO = {
+    "mnist-cnn": MNIST_ENTRY,
+    "mtcnn-pnet": PNET_ENTRY,
+    "mobilenet-random": random_entry("mobilenetv3_small_050", "mobilenet"),
+    "resnet-random": random_entry("resnet10t", "resnet"),
+}
+
+
+class Branchy(nn.Module):
+    """A residual block with a grouped conv, a depthwise conv, a 1x1 shortcut and a 5x5 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 3, padding=1, groups=2, stride=(1, 1))
+        self.b = nn.Conv2d(8, 8, 3, padding=2, groups=8, dilation=2)
+        self.shortcut = nn.Conv2d(8, 8, 1)
+        self.big = nn.Conv2d(8, 4, 5, padding=2)
+        self.up = nn.ConvTranspose2d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.b(torch.relu(self.a(x))) + self.shortcut(x)
+        return self.up(self.big(y))
+
+
+@pytest.fixture
+def branchy() -> nn.Module:
+    torch.manual_seed(0)
+    return Branchy().eval()
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Environment for running the installed ``filterdb`` and ``dvc`` commands."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def write_params(path: Path, zoo: dict, trained: dict | None = None, **extra: object) -> Path:
+    """Write a params.yaml with the given zoo."""
+    params = {"store": {"chunk_filters": 4096}, "zoo": zoo, "trained": trained or {}, **extra}
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real dataset of the tiny zoo, built through sources, extract and store."""
+    from filterdb.extract import extract_filters
+    from filterdb.sources import load_model
+    from filterdb.store import StoreParams, assemble, write_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    shards = []
+    for model_id, entry in TINY_ZOO.items():
+        loaded = load_model(model_id, entry)
+        mf = extract_filters(model_id, loaded)
+        shards.append(
+            write_model(root / f"{model_id}.nc", mf, entry["meta"], entry["source"], loaded.weights,
+                        StoreParams(chunk_filters=4096))
+        )
+    return assemble(shards, root / "filters.nc", StoreParams(chunk_filters=4096))
+
+
+def copy_repo_files(dest: Path) -> None:
+    """Copy what a pipeline run needs (dvc.yaml, code it tracks, schemas) into ``dest``."""
+    for name in ("dvc.yaml",):
+        shutil.copy(REPO / name, dest / name)
+    for name in ("filterdb", "schema"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -1,0 +1,51 @@
+"""params.yaml is read strictly: every malformed zoo is an error that names file and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from filterdb.zoo import ParamsError, load_params, zoo_entries
+from tests.conftest import MNIST_ENTRY, REPO
+
+
+def test_the_default_params_define_the_default_zoo() -> None:
+    params = load_params(REPO / "params.yaml")
+    entries = zoo_entries(params)
+    assert sum(e["source"] == "package" for e in entries.values()) == 4
+    families = {e["meta"]["family"] for e in entries.values() if e["source"] == "timm"}
+    assert len(families) >= 8
+
+
+def test_duplicate_model_ids_are_an_error(tmp_path) -> None:
+    p = tmp_path / "params.yaml"
+    p.write_text("zoo:\n  a: {source: timm, arch: resnet18}\n  a: {source: timm, arch: vgg11}\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: duplicate key 'a' at line 3 \(first at line 2\)"):
+        load_params(p)
+
+
+def test_same_id_in_zoo_and_trained_is_an_error() -> None:
+    with pytest.raises(ParamsError, match="duplicate model id 'a'"):
+        zoo_entries({"zoo": {"a": MNIST_ENTRY}, "trained": {"a": {"arch": "resnet9"}}})
+
+
+def test_unknown_top_level_key_is_an_error(tmp_path) -> None:
+    p = tmp_path / "params.yaml"
+    p.write_text("zoo: {}\nzooo: {}\n")
+    with pytest.raises(ParamsError, match=r"unknown top-level key\(s\) \['zooo'\]"):
+        load_params(p)
+
+
+def test_unknown_meta_key_and_bad_ids_are_errors() -> None:
+    entry = {**MNIST_ENTRY, "meta": {**MNIST_ENTRY["meta"], "colour": "red"}}
+    with pytest.raises(ParamsError, match=r"zoo.m.meta: unknown key\(s\) \['colour'\]"):
+        zoo_entries({"zoo": {"m": entry}})
+    with pytest.raises(ParamsError, match="model id 'bad id'"):
+        zoo_entries({"zoo": {"bad id": MNIST_ENTRY}})
+    with pytest.raises(ParamsError, match="zoo.m has no 'source'"):
+        zoo_entries({"zoo": {"m": {"meta": {}}}})
+
+
+def test_trained_entries_come_after_the_zoo_with_their_source_implied() -> None:
+    entries = zoo_entries({"zoo": {"z": MNIST_ENTRY}, "trained": {"t": {"arch": "resnet9"}}})
+    assert list(entries) == ["z", "t"]
+    assert entries["t"]["source"] == "trained"
