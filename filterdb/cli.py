@@ -38,14 +38,12 @@ def _entry(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract one zoo model's 3x3 filters into a shard."""
     from filterdb.extract import extract_filters
-    from filterdb.schema import validate_entry_meta
     from filterdb.sources import load_model
     from filterdb.store import StoreParams, write_model
 
     params = _params(args)
     entry = _entry(args, params)
     meta = dict(entry["meta"])
-    validate_entry_meta(args.model, {**meta, "source": entry["source"]})
     loaded = load_model(args.model, entry)
     meta = {**loaded.extra_meta, **meta}
     mf = extract_filters(args.model, loaded)

@@ -215,7 +215,7 @@ class ScatterAccumulator:
             return self
         mean_b = x.mean(axis=0)
         xc = x - mean_b
-        self._merge_state(x.shape[0], mean_b, xc.T @ xc)
+        self._merge_state(x.shape[0], mean_b, np.dot(xc.T, xc))
         return self
 
     def merge(self, other: ScatterAccumulator) -> ScatterAccumulator:
@@ -232,6 +232,20 @@ class ScatterAccumulator:
         self.mean_ = mean.copy()
         self.scatter_ = (m2 + m2.T) / 2.0
         return self
+
+
+def row_peak(x: np.ndarray) -> np.ndarray:
+    """``max_j |x[i, j]|`` of an ``(n, k)`` array, exact, in its own dtype.
+
+    A loop over the few columns: much faster than ``np.abs(x).max(axis=1)`` for ``k = 9``.
+    """
+    x = np.asarray(x)
+    if x.shape[0] == 0:
+        return np.zeros(0, dtype=x.dtype)
+    out = np.abs(x[:, 0])
+    for j in range(1, x.shape[1]):
+        np.maximum(out, np.abs(x[:, j]), out=out)
+    return out
 
 
 def _entropy_log10(eigvals: np.ndarray) -> float:
@@ -251,14 +265,14 @@ def _orthogonality(w: np.ndarray, c_out: int, block: int) -> float:
     wh /= np.where(norms > 0, norms, 1.0)[:, None]  # in place; zero rows stay zero
     total = 0.0
     if c_out <= block:
-        g = wh @ wh.T
+        g = np.dot(wh, wh.T)
         g[np.diag_indices_from(g)] -= 1.0
         total = float(np.abs(g).sum())
     else:
         for i0 in range(0, c_out, block):
             bi = wh[i0 : i0 + block]
             for j0 in range(i0, c_out, block):
-                g = bi @ wh[j0 : j0 + block].T
+                g = np.dot(bi, wh[j0 : j0 + block].T)
                 if j0 == i0:
                     g[np.diag_indices_from(g)] -= 1.0
                     total += float(np.abs(g).sum())
@@ -312,7 +326,7 @@ class LayerAccumulator:
         if not np.isfinite(x).all():
             self.finite = False
             return self
-        peak = np.abs(x).max(axis=1)  # exact in the stored precision
+        peak = row_peak(x)  # exact in the stored precision
         self._peaks.append(peak)
         self.max_abs = max(self.max_abs, float(peak.max()))
         self.tap_min = np.minimum(self.tap_min, x.min(axis=0))

@@ -26,6 +26,10 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _num(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
@@ -61,11 +65,11 @@ def render_report(deg: xr.Dataset | None, sh: xr.Dataset | None, top: int = 10) 
         lines += [
             f"{s['n_models']} models, {s['n_layers']} layers, {s['n_filters']} filters. "
             f"Degenerated layers: {s['n_layers_degenerated']} "
-            f"(share {_fmt(s['share_layers_degenerated'] or math.nan)}; random-like "
+            f"(share {_fmt(_num(s['share_layers_degenerated']))}; random-like "
             f"{s['n_layers_random_like']}, sparse-collapsed {s['n_layers_sparse_collapsed']}, "
             f"undefined {s['n_layers_undefined']}). Filter-weighted mean H "
-            f"{_fmt(s['entropy_mean_fw'] or math.nan)}, mean S "
-            f"{_fmt(s['sparsity_mean_fw'] or math.nan)}.",
+            f"{_fmt(_num(s['entropy_mean_fw']))}, mean S "
+            f"{_fmt(_num(s['sparsity_mean_fw']))}.",
             "",
         ]
         models = np.asarray(deg["model"].values).astype(str)
@@ -120,11 +124,9 @@ def render_report(deg: xr.Dataset | None, sh: xr.Dataset | None, top: int = 10) 
             if not big:
                 lines += ["", "No pair of non-empty groups."]
                 continue
-            lines += [""] + _table(
-                ["", "group a", "group b", "D"],
-                [["largest", a, b, d] for a, b, d in big]
-                + [["smallest", a, b, d] for a, b, d in small],
-            )
+            rows = [["largest", a, b, d] for a, b, d in big]
+            rows += [["smallest", a, b, d] for a, b, d in small]
+            lines += ["", *_table(["", "group a", "group b", "D"], rows)]
         lines.append("")
     return "\n".join(lines)
 

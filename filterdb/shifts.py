@@ -62,6 +62,7 @@ from filterdb.degeneracy import (
     ScatterAccumulator,
     _DegeneracyPass,
     degeneracy_summary,
+    row_peak,
 )
 
 __all__ = [
@@ -202,9 +203,10 @@ def scale_filters(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> s[0, :3].tolist(), s[1].max(), ok.tolist()
     ([0.0, 0.5, -1.0], np.float64(0.0), [True, True])
     """
-    x = np.array(w, dtype=np.float64).reshape(-1, 9)
-    peak = np.abs(x).max(axis=1) if x.shape[0] else np.zeros(0)
+    raw = np.asarray(w).reshape(-1, 9)
+    peak = row_peak(raw).astype(np.float64)  # exact: |.| and max are exact in any precision
     finite = np.isfinite(peak)
+    x = raw.astype(np.float64)
     with np.errstate(invalid="ignore"):
         x /= np.where(peak > 0, peak, 1.0)[:, None]
     return x, finite
@@ -283,7 +285,7 @@ class StreamingPCA:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Coefficients ``(x - mean_) @ components_.T`` (float64)."""
-        return (np.asarray(x, dtype=np.float64) - self.mean_) @ self.components_.T
+        return np.dot(np.asarray(x, dtype=np.float64) - self.mean_, self.components_.T)
 
 
 class CoefficientRange:

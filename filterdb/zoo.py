@@ -15,16 +15,12 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ParamsError", "load_params", "zoo_entries", "TOP_LEVEL_KEYS", "META_KEYS"]
+from filterdb.schema import validate_entry_meta
+
+__all__ = ["TOP_LEVEL_KEYS", "ParamsError", "load_params", "zoo_entries"]
 
 TOP_LEVEL_KEYS = frozenset(
     {"zoo", "trained", "store", "train", "degeneracy", "shifts", "plots", "release", "dask"}
-)
-META_KEYS = frozenset(
-    {
-        "task", "visual_category", "training_dataset", "pretraining_dataset", "architecture",
-        "family", "training", "accuracy",
-    }
 )
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -106,8 +102,10 @@ def zoo_entries(params: Mapping[str, Any], path: str = "params.yaml") -> dict[st
     Raises
     ------
     ParamsError
-        A model id used twice (also across ``zoo`` and ``trained``), a malformed id, a missing
-        source, or an unknown meta key.
+        A model id used twice (also across ``zoo`` and ``trained``), a malformed id or a
+        missing source.
+    filterdb.schema.SchemaValidationError
+        An unknown meta key or a value outside its vocabulary.
     """
     entries: dict[str, dict[str, Any]] = {}
     for section in ("zoo", "trained"):
@@ -129,11 +127,8 @@ def zoo_entries(params: Mapping[str, Any], path: str = "params.yaml") -> dict[st
             elif "source" not in entry:
                 raise ParamsError(f"{path}: zoo.{model_id} has no 'source'")
             meta = dict(entry.get("meta") or {})
-            bad = sorted(set(meta) - META_KEYS)
-            if bad:
-                raise ParamsError(
-                    f"{path}: {section}.{model_id}.meta: unknown key(s) {bad}; allowed: {sorted(META_KEYS)}"
-                )
+            # unknown keys and values outside the vocabularies, all reported at once
+            validate_entry_meta(model_id, {**meta, "source": entry["source"]}, source=f"{path}: {section}")
             entry["meta"] = meta
             entries[model_id] = entry
     return entries

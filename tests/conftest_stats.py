@@ -181,7 +181,10 @@ def make_dataset(
     coords["depth_method"] = (
         "layer",
         np.zeros(n_layers, np.int8),
-        {"flag_values": np.arange(3, dtype=np.int8), "flag_meanings": "fx execution-order key-order"},
+        {
+            "flag_values": np.arange(3, dtype=np.int8),
+            "flag_meanings": "fx execution-order key-order",
+        },
     )
     data: dict = {"weight": (("filter", "ky", "kx"), weight)}
     for name in CATEGORICAL:
@@ -189,7 +192,10 @@ def make_dataset(
         data[name] = (
             "model",
             codes,
-            {"flag_values": np.arange(len(meanings), dtype=np.int16), "flag_meanings": " ".join(meanings)},
+            {
+                "flag_values": np.arange(len(meanings), dtype=np.int16),
+                "flag_meanings": " ".join(meanings),
+            },
         )
     nf = np.array([sum(lay.n for lay in m.layers) for m in models], np.int64)
     data["weights"] = ("model", np.array(["random-init:seed=0"] * len(models), dtype=object))
@@ -274,7 +280,9 @@ def write_large_synthetic(
             "weight", "f4", ("filter", "ky", "kx"), chunksizes=(min(chunk, n_filters), 3, 3)
         )
         w.coordinates = "filter_layer"
-        fl = nc.createVariable("filter_layer", "i4", ("filter",), chunksizes=(min(chunk, n_filters),))
+        fl = nc.createVariable(
+            "filter_layer", "i4", ("filter",), chunksizes=(min(chunk, n_filters),)
+        )
         v = nc.createVariable("model", str, ("model",))
         for i in range(n_models):
             v[i] = f"synth{i}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from filterdb.schema import SchemaValidationError
 from filterdb.zoo import ParamsError, load_params, zoo_entries
 from tests.conftest import MNIST_ENTRY, REPO
 
@@ -35,10 +36,17 @@ def test_unknown_top_level_key_is_an_error(tmp_path) -> None:
         load_params(p)
 
 
-def test_unknown_meta_key_and_bad_ids_are_errors() -> None:
-    entry = {**MNIST_ENTRY, "meta": {**MNIST_ENTRY["meta"], "colour": "red"}}
-    with pytest.raises(ParamsError, match=r"zoo.m.meta: unknown key\(s\) \['colour'\]"):
+def test_unknown_meta_keys_and_values_outside_vocabularies_are_all_reported() -> None:
+    entry = {**MNIST_ENTRY, "meta": {**MNIST_ENTRY["meta"], "colour": "red", "task": "clasify"}}
+    with pytest.raises(SchemaValidationError) as err:
         zoo_entries({"zoo": {"m": entry}})
+    report = str(err.value)
+    assert "model 'm'" in report
+    assert "colour" in report and "'red'" in report
+    assert "task" in report and "'clasify'" in report
+
+
+def test_bad_ids_and_missing_sources_are_errors() -> None:
     with pytest.raises(ParamsError, match="model id 'bad id'"):
         zoo_entries({"zoo": {"bad id": MNIST_ENTRY}})
     with pytest.raises(ParamsError, match="zoo.m has no 'source'"):
