@@ -25,6 +25,7 @@ known part is false; ``degenerated = random_like or sparse_collapsed``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from filterdb._reading import (
     chunk_size_of,
@@ -74,6 +76,13 @@ S_REASONS = "defined all-zero-layer non-finite-weights"
 O_REASONS = "defined single-output-channel non-finite-weights"
 
 
+def blas_limit(threads: int | None) -> contextlib.AbstractContextManager[Any]:
+    """Context limiting BLAS threads (a no-op for ``None``)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=int(threads), user_api="blas")
+
+
 def _from_mapping(cls: type, values: Mapping[str, Any] | None, section: str) -> Any:
     values = dict(values or {})
     known = {f.name for f in fields(cls)}
@@ -104,6 +113,10 @@ class DegeneracyParams:
     gram_block : int
         Output channels per block when forming the ``c_out x c_out`` Gram matrix for ``O``
         (bounds the memory of very wide layers; does not change the result).
+    blas_threads : int or None
+        BLAS threads while computing (``None``: leave as is). The statistics are many small
+        matrix products, for which one thread is much faster than several fighting over shared
+        cores; parallelism belongs to workers (see the accumulators' ``merge``).
     """
 
     sparsity_divisor: float = 100.0
@@ -116,6 +129,7 @@ class DegeneracyParams:
     collapsed_sparsity_at_least: float = 0.14
     chunk_size: int | None = None
     gram_block: int = 2048
+    blas_threads: int | None = 1
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DegeneracyParams:
@@ -500,7 +514,8 @@ def compute_degeneracy(
         categorical meta-parameters.
     """
     p = DegeneracyParams.coerce(params)
-    return _DegeneracyPass(ds, p).run_standalone()
+    with blas_limit(p.blas_threads):
+        return _DegeneracyPass(ds, p).run_standalone()
 
 
 class _DegeneracyPass:

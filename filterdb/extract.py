@@ -21,7 +21,6 @@ from filterdb.sources import LoadedModel
 
 __all__ = ["ExtractionError", "LayerFilters", "ModelFilters", "conv_depths", "extract_filters"]
 
-DEPTH_METHODS = ("fx", "execution-order", "key-order")
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 

@@ -61,6 +61,7 @@ from filterdb.degeneracy import (
     DegeneracyParams,
     ScatterAccumulator,
     _DegeneracyPass,
+    blas_limit,
     degeneracy_summary,
     row_peak,
 )
@@ -113,6 +114,8 @@ class ShiftsParams:
     store_model_counts : bool
         Also store the raw counts per (model, depth decile, component, bin), from which any
         other grouping of models can be histogrammed without re-reading the data.
+    blas_threads : int or None
+        BLAS threads while computing (``None``: leave as is); see ``DegeneracyParams``.
     """
 
     n_components: int = 9
@@ -131,6 +134,7 @@ class ShiftsParams:
     random_init_label: str = "random-init"
     chunk_size: int | None = None
     store_model_counts: bool = True
+    blas_threads: int | None = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "axes", tuple(self.axes))
@@ -739,10 +743,11 @@ def compute_stats(
     chunk = chunk_size_of(ds, sp.chunk_size if sp.chunk_size is not None else dp.chunk_size)
     deg = _DegeneracyPass(ds, dp)
     passes = _ShiftsPasses(ds, sp)
-    chunks = tap(iter_chunks(ds, chunk), passes.pca_chunk)
-    for li, w in iter_layers(chunks, deg.first, deg.count):  # pass 1, shared
-        deg.layer(li, w)
-    return deg.result(), passes.run_after_pass1(chunk)
+    with blas_limit(sp.blas_threads):
+        chunks = tap(iter_chunks(ds, chunk), passes.pca_chunk)
+        for li, w in iter_layers(chunks, deg.first, deg.count):  # pass 1, shared
+            deg.layer(li, w)
+        return deg.result(), passes.run_after_pass1(chunk)
 
 
 def compute_shifts(
@@ -769,9 +774,10 @@ def compute_shifts(
     sp = ShiftsParams.coerce(params)
     passes = _ShiftsPasses(ds, sp)
     chunk = chunk_size_of(ds, sp.chunk_size)
-    for start, arr in iter_chunks(ds, chunk):
-        passes.pca_chunk(start, arr)
-    return passes.run_after_pass1(chunk)
+    with blas_limit(sp.blas_threads):
+        for start, arr in iter_chunks(ds, chunk):
+            passes.pca_chunk(start, arr)
+        return passes.run_after_pass1(chunk)
 
 
 def write_shifts(

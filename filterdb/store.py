@@ -33,6 +33,7 @@ __all__ = [
     "content_hash",
     "decode_flags",
     "read_tables",
+    "write_dataset",
     "write_model",
 ]
 
@@ -47,7 +48,7 @@ CATEGORICAL = (
     "source",
     "training",
 )
-DEPTH_METHODS = ("fx", "execution-order", "key-order")
+DEPTH_METHODS = ("fx", "execution-order", "key-order", "upstream")
 MODEL_INT = ("n_parameters", "n_filters_3x3", "total_filters", "model_first_layer", "model_layer_count")
 MODEL_FLOAT = ("accuracy", "share_3x3")
 LAYER_INT32 = (
@@ -143,6 +144,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); give it the usual mode under the umask
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -248,16 +253,44 @@ def _set_attrs(var: Any, name: str) -> None:
         var.units = units
 
 
-def _write(
-    path: Path,
+def write_dataset(
+    path: str | os.PathLike[str],
     models: pd.DataFrame,
     layers: pd.DataFrame,
     kernel_counts: pd.DataFrame,
     weight_chunks: Iterable[np.ndarray],
     params: StoreParams,
     history: str,
+    attrs: Mapping[str, str] | None = None,
 ) -> None:
-    """Write one file in the layout; ``weight_chunks`` are consecutive (k, 3, 3) float32 blocks."""
+    """Write one file in the layout from tables and a stream of filter blocks.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write, atomically.
+    models : pandas.DataFrame
+        The model table (index: model ids), columns as :func:`read_tables` returns them.
+    layers : pandas.DataFrame
+        The layer table, in dataset order.
+    kernel_counts : pandas.DataFrame
+        Models x kernel shapes.
+    weight_chunks : iterable of numpy.ndarray
+        Consecutive ``(k, 3, 3)`` float32 blocks, in layer order; only one is held at a time.
+    params : StoreParams
+        On-disk layout.
+    history : str
+        The ``history`` attribute (no wall-clock time, for reproducible bytes).
+    attrs : mapping, optional
+        Global attributes that override the defaults (e.g. ``source`` and ``comment`` of an
+        import).
+
+    Raises
+    ------
+    StoreError
+        The blocks do not add up to the layer table, or the layer table is not contiguous.
+    """
+    path = Path(path)
     n_models, n_layers = len(models), len(layers)
     n_filters = int(layers["layer_filter_count"].sum()) if n_layers else 0
     with atomic_path(path) as tmp:
@@ -359,6 +392,7 @@ def _write(
                     "featureType": "timeSeries",
                     "filterdb_schema_version": np.int32(SCHEMA_VERSION),
                     "filterdb_version": __version__,
+                    **dict(attrs or {}),
                     "coordinates": " ".join(
                         ["model", "weights", *CATEGORICAL, *MODEL_INT, *MODEL_FLOAT, "layer_name",
                          *LAYER_INT64, *LAYER_INT32, "conv_depth_norm", "depth_method", "kernel_shape"]
@@ -369,7 +403,6 @@ def _write(
             # filters, streamed
             starts = layers["layer_first_filter"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
             counts = layers["layer_filter_count"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
-            filter_layer = np.repeat(np.arange(n_layers, dtype=np.int32), counts)
             pos = 0
             for block in weight_chunks:
                 k = block.shape[0]
@@ -378,7 +411,10 @@ def _write(
                 if block.dtype != np.float32 or block.shape[1:] != (3, 3):
                     raise StoreError(f"weight block of dtype {block.dtype} shape {block.shape}")
                 w[pos : pos + k] = block
-                fl[pos : pos + k] = filter_layer[pos : pos + k]
+                # per-block layer index: memory stays bounded by the block, not by N
+                fl[pos : pos + k] = (
+                    np.searchsorted(starts, np.arange(pos, pos + k), side="right") - 1
+                ).astype(np.int32)
                 pos += k
             if pos != n_filters:
                 raise StoreError(f"wrote {pos} filters, the layer table says {n_filters}")
@@ -456,7 +492,7 @@ def write_model(
     layers = pd.DataFrame(rows, columns=_LAYER_COLUMNS)
     kernel_counts = pd.DataFrame([mf.kernel_counts], index=models.index).fillna(0).astype(np.int64)
     kernel_counts = kernel_counts.reindex(sorted(kernel_counts.columns), axis=1)
-    _write(
+    write_dataset(
         Path(path), models, layers, kernel_counts, (layer.weight for layer in mf.layers), params,
         history=f"filterdb {__version__} extract {mf.model_id}",
     )
@@ -541,7 +577,7 @@ def assemble(
         bar.close()
 
     names = " ".join(Path(s).stem for s in shards)
-    _write(
+    write_dataset(
         Path(out), models, layers, kernel_counts, blocks(), params,
         history=f"filterdb {__version__} assemble {len(shards)} shards: {names}",
     )

@@ -123,3 +123,12 @@ def copy_repo_files(dest: Path) -> None:
         shutil.copy(REPO / name, dest / name)
     for name in ("filterdb", "schema"):
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+@pytest.fixture(scope="module")
+def cli_env_module() -> dict[str, str]:
+    """:func:`cli_env` for module-scoped fixtures."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["HF_HUB_OFFLINE"] = "1"
+    return env

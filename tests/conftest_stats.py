@@ -183,7 +183,7 @@ def make_dataset(
         np.zeros(n_layers, np.int8),
         {
             "flag_values": np.arange(3, dtype=np.int8),
-            "flag_meanings": "fx execution-order key-order",
+            "flag_meanings": "fx execution-order key-order upstream",
         },
     )
     data: dict = {"weight": (("filter", "ky", "kx"), weight)}
@@ -289,9 +289,11 @@ def write_large_synthetic(
         for name in CATEGORICAL:
             v = nc.createVariable(name, "i2", ("model",))
             if name in ("family", "task"):
-                v.flag_values = np.arange(2, dtype=np.int16)
-                v.flag_meanings = "a b" if name == "family" else "classification segmentation"
-                v[:] = (np.arange(n_models) % 2).astype(np.int16)
+                k = min(2, n_models)  # codes only for values present (the layout's rule)
+                labels = ["a", "b"] if name == "family" else ["classification", "segmentation"]
+                v.flag_values = np.arange(k, dtype=np.int16)
+                v.flag_meanings = " ".join(labels[:k])
+                v[:] = (np.arange(n_models) % k).astype(np.int16)
             else:
                 v.flag_values = np.arange(1, dtype=np.int16)
                 v.flag_meanings = DEFAULT_META[name]

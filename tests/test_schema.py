@@ -183,6 +183,7 @@ def test_vocabularies_match_methods_section_4() -> None:
         "depth-estimation",
         "face-recognition",
         "auto-encoder",
+        "unknown",
     ]
     # METHODS.md section 4, plus the reviewed extension "none" (random-init models)
     assert vocab["visual_category"] == [
@@ -204,6 +205,7 @@ def test_vocabularies_match_methods_section_4() -> None:
         "plants",
         "synthetic",
         "none",
+        "unknown",
     ]
     assert {"timm", "checkpoint", "package", "trained", "upstream"} == set(vocab["source"])
     assert {"normal", "adversarial", "random-init"} <= set(vocab["training"])

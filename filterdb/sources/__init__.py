@@ -8,6 +8,7 @@ sources plug in with :func:`register_source` without touching the extraction cod
 from __future__ import annotations
 
 import fnmatch
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -101,20 +102,30 @@ def register_source(
     return decorate
 
 
+# Built-in sources are imported on first use, so that reading a package's weights never pays
+# for importing timm; each module registers itself with @register_source.
+_BUILTIN = {
+    "checkpoint": "filterdb.sources.checkpoint",
+    "package": "filterdb.sources.package",
+    "timm": "filterdb.sources.timm_source",
+    "trained": "filterdb.sources.trained",
+}
+
+
 def list_sources(pattern: str = "*") -> list[str]:
-    """Names of the registered sources matching a glob ``pattern``, sorted."""
-    _import_builtin_sources()
-    return sorted(n for n in _SOURCES if fnmatch.fnmatch(n, pattern))
+    """Names of the known sources (built-in and registered) matching a glob ``pattern``."""
+    return sorted(n for n in {*_BUILTIN, *_SOURCES} if fnmatch.fnmatch(n, pattern))
 
 
 def get_source(name: str) -> SourceLoader:
     """The loader registered as ``name``; a clear error lists the known ones."""
-    _import_builtin_sources()
+    if name not in _SOURCES and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
     try:
         return _SOURCES[name]
     except KeyError:
         raise ModelLoadError(
-            f"unknown model source {name!r}; known sources: {', '.join(sorted(_SOURCES))}"
+            f"unknown model source {name!r}; known sources: {', '.join(list_sources())}"
         ) from None
 
 
@@ -150,13 +161,3 @@ def load_model(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
             f"allowed: {sorted(_ENTRY_KEYS[name])}"
         )
     return loader(model_id, rest)
-
-
-def _import_builtin_sources() -> None:
-    # Imported lazily so that ``import filterdb`` stays cheap; each module registers itself.
-    from filterdb.sources import checkpoint, package, timm_source  # noqa: F401
-
-    try:
-        from filterdb.sources import trained  # noqa: F401
-    except ImportError:  # the training sub-package is optional
-        pass

@@ -12,8 +12,9 @@ papers):
 - ``vgg``: VGG-style [w, w, M, 2w, 2w, M, 4w, 4w, M] conv-BN-ReLU, global average pool, linear.
 - ``mobilenet``: 3x3 stem, then depthwise-separable blocks (3x3 depthwise + 1x1 pointwise), three
   of them with stride 2, global average pool, linear.
-- ``conv-ae``: convolutional auto-encoder (two stride-2 3x3 convs down, nearest upsampling + 3x3
-  convs up; no transposed convs so every learned kernel is a 2-D conv); ``n_classes`` is ignored.
+- ``conv-ae``: convolutional auto-encoder (two stride-2 3x3 convs down, two sub-pixel steps up:
+  3x3 conv to 4x the channels + ``PixelShuffle(2)``; no transposed convs, so every learned kernel
+  is a 2-D conv); ``n_classes`` is ignored.
 """
 
 from __future__ import annotations
@@ -275,7 +276,9 @@ class MobileNetLike(nn.Module):
 
 @register_arch("conv-ae", task="auto-encoder", family="autoencoder")
 class ConvAutoEncoder(nn.Module):
-    """Conv auto-encoder: w -> 2w (/2) -> 4w (/4) and back up; output has ``in_channels``.
+    """Conv auto-encoder: w -> 2w (/2) -> 4w (/4) and back up by sub-pixel convs.
+
+    The output has ``in_channels`` channels and no activation (a linear reconstruction).
 
     Input height and width must be divisible by 4.
     """
@@ -289,10 +292,10 @@ class ConvAutoEncoder(nn.Module):
             conv_bn_relu(2 * w, 4 * w, stride=2),
         )
         self.decoder = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            conv_bn_relu(4 * w, 2 * w),
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            conv_bn_relu(2 * w, w),
+            conv_bn_relu(4 * w, 4 * 2 * w),
+            nn.PixelShuffle(2),
+            conv_bn_relu(2 * w, 4 * w),
+            nn.PixelShuffle(2),
             nn.Conv2d(w, in_channels, 3, 1, 1),
         )
 
