@@ -113,6 +113,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_upstream(args: argparse.Namespace) -> int:
+    """Convert the original CNN Filter DB (v1.0.0 HDF5) into filterdb's layout."""
+    from filterdb.upstream import import_upstream
+
+    path = Path(args.path)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    report = import_upstream(path, args.out, chunk_filters=args.chunk_filters, progress=True)
+    print(
+        f"{path} -> {args.out}: {report.n_models} models, {report.n_layers} layers, "
+        f"{report.n_filters:,} filters; {len(report.unmapped)} unmapped label value(s), "
+        f"see {args.out}.import-report.json"
+    )
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Compute degeneracy and/or shift statistics of a dataset."""
+    from filterdb.degeneracy import write_degeneracy
+    from filterdb.shifts import write_shifts, write_stats
+
+    params = _params(args)
+    source = Path(args.input)
+    if not source.exists():
+        raise CLIError(f"{source}: no such file")
+    deg_params, shift_params = params.get("degeneracy"), params.get("shifts")
+    if args.which == "degeneracy":
+        summary = write_degeneracy(source, args.degeneracy, args.metrics, deg_params)
+    elif args.which == "shifts":
+        write_shifts(source, args.shifts, shift_params)
+        print(f"{source} -> {args.shifts}")
+        return 0
+    else:
+        summary = write_stats(source, args.degeneracy, args.metrics, args.shifts, deg_params, shift_params)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_plots(args: argparse.Namespace) -> int:
+    """Draw the figures from the statistics files."""
+    from filterdb.plots import make_plots
+
+    paths = make_plots(args.degeneracy, args.shifts, args.out)
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the Markdown summary of the findings."""
+    from filterdb.report import write_report
+
+    print(write_report(args.degeneracy, args.shifts, args.out))
+    return 0
+
+
 def _add_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
 
@@ -151,6 +206,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     p.add_argument("--models-dir", default="models", help="checkpoint folder (default: models)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("stats", help="degeneracy and shift statistics of a dataset")
+    p.add_argument("which", choices=["degeneracy", "shifts", "all"], help="which statistics")
+    _add_params(p)
+    p.add_argument("--input", default="data/filters.nc", help="default: data/filters.nc")
+    p.add_argument("--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc")
+    p.add_argument("--metrics", default="metrics/degeneracy.json", help="default: metrics/degeneracy.json")
+    p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("plots", help="figures from the statistics files")
+    p.add_argument("--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc")
+    p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
+    p.add_argument("--out", default="plots", help="default: plots")
+    p.set_defaults(func=cmd_plots)
+
+    p = sub.add_parser("report", help="Markdown summary of the findings")
+    p.add_argument("--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc")
+    p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
+    p.add_argument("--out", default="stats/report.md", help="default: stats/report.md")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("import-upstream", help="convert the original CNN Filter DB HDF5 file")
+    p.add_argument("path", help="the upstream dataset.h5")
+    p.add_argument("--out", default="data/upstream.nc", help="default: data/upstream.nc")
+    p.add_argument("--chunk-filters", type=int, default=1 << 20, help="filters per read")
+    p.set_defaults(func=cmd_import_upstream)
 
     for extra in _EXTRA_COMMANDS:
         extra(sub)

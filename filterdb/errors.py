@@ -12,12 +12,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [
         ExtractionError, ModelLoadError, ParamsError, StoreError, FileNotFoundError, OSError
     ]
-    try:
-        from filterdb.schema import SchemaValidationError
+    from filterdb.schema import SchemaValidationError
+    from filterdb.upstream import UpstreamFormatError
 
-        errors.append(SchemaValidationError)
-    except ImportError:  # pragma: no cover - schema module always ships
-        pass
+    errors += [SchemaValidationError, UpstreamFormatError]
     return tuple(errors)
 
 

@@ -307,10 +307,16 @@ def write_dataset(
             comp = {"compression": params.compression, "shuffle": params.compression is not None}
             if params.compression:
                 comp["complevel"] = params.complevel
-            w = nc.createVariable("weight", "f4", ("filter", "ky", "kx"), chunksizes=(chunk, 3, 3), **comp)
+            # every element is written below: no fill-value pre-pass over the chunks
+            w = nc.createVariable(
+                "weight", "f4", ("filter", "ky", "kx"), chunksizes=(chunk, 3, 3), fill_value=False,
+                **comp,
+            )
             _set_attrs(w, "weight")
             w.coordinates = "filter_layer"
-            fl = nc.createVariable("filter_layer", "i4", ("filter",), chunksizes=(chunk,), **comp)
+            fl = nc.createVariable(
+                "filter_layer", "i4", ("filter",), chunksizes=(chunk,), fill_value=False, **comp
+            )
             _set_attrs(fl, "filter_layer")
 
             # models
@@ -404,12 +410,10 @@ def write_dataset(
             starts = layers["layer_first_filter"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
             counts = layers["layer_filter_count"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
             pos = 0
-            for block in weight_chunks:
+            for block in _whole_chunks(weight_chunks, chunk):
                 k = block.shape[0]
-                if k == 0:
-                    continue
-                if block.dtype != np.float32 or block.shape[1:] != (3, 3):
-                    raise StoreError(f"weight block of dtype {block.dtype} shape {block.shape}")
+                if pos + k > n_filters:
+                    raise StoreError(f"more filters than the layer table's {n_filters}")
                 w[pos : pos + k] = block
                 # per-block layer index: memory stays bounded by the block, not by N
                 fl[pos : pos + k] = (
@@ -422,6 +426,38 @@ def write_dataset(
                 raise StoreError("layer_first_filter is not contiguous")
         finally:
             nc.close()
+
+
+def _whole_chunks(blocks: Iterable[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of (k, 3, 3) blocks into pieces that cover whole on-disk chunks.
+
+    Writing whole chunks spares HDF5 a read-modify-write of partly written chunks; at most one
+    chunk is buffered.
+    """
+    buf = np.empty((chunk, 3, 3), dtype=np.float32)
+    fill = 0
+    for block in blocks:
+        if block.dtype != np.float32 or block.shape[1:] != (3, 3):
+            raise StoreError(f"weight block of dtype {block.dtype} shape {block.shape}")
+        start = 0
+        if fill:  # top up the partial chunk first
+            take = min(chunk - fill, block.shape[0])
+            buf[fill : fill + take] = block[:take]
+            fill += take
+            start = take
+            if fill < chunk:
+                continue
+            yield buf
+            fill = 0
+        whole = (block.shape[0] - start) // chunk * chunk
+        if whole:
+            yield block[start : start + whole]
+        rest = block.shape[0] - start - whole
+        if rest:
+            buf[:rest] = block[start + whole :]
+            fill = rest
+    if fill:
+        yield buf[:fill]
 
 
 def _model_row(mf: Any, meta: Mapping[str, Any], source: str, weights: str) -> dict[str, Any]:

@@ -40,13 +40,16 @@ __all__ = [
     "BYTES_PER_FILTER",
     "TagMapping",
     "ZooSummary",
+    "add_cli_arguments",
     "architecture_family",
     "drop_without_3x3",
     "filter_available",
     "generate_entries",
     "list_pretrained_names",
     "load_tag_table",
+    "make_zoo",
     "map_tag",
+    "run_cli",
     "size_architecture",
     "size_entries",
     "summary",
@@ -870,3 +873,126 @@ def write_zoo(
     path = Path(path)
     _atomic_write(path, "".join(out))
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# The command: `filterdb zoo timm`
+# --------------------------------------------------------------------------------------------
+
+
+def make_zoo(
+    path: str | os.PathLike[str],
+    include: Sequence[str] = ("*",),
+    exclude: Sequence[str] = (),
+    *,
+    weights_dir: str | os.PathLike[str] | None = None,
+    only_available: bool = False,
+    drop_no_3x3: bool = True,
+    cache: str | os.PathLike[str] | None = None,
+    jobs: int = 1,
+    provenance: str = "comment",
+) -> dict[str, Any]:
+    """Generate, size, filter and write a timm zoo file in one call.
+
+    Parameters
+    ----------
+    path : path-like
+        Output params file (top-level ``zoo:`` only).
+    include, exclude : sequence of str
+        fnmatch globs on ``arch.tag`` names.
+    weights_dir : path-like, optional
+        Use ``DIR/arch.tag.safetensors`` (or ``.pth``/``.bin``) as ``weights_file`` where present.
+    only_available : bool
+        Keep only models whose weights are on this machine (:func:`filter_available`); the
+        others are listed in the file as skipped.
+    drop_no_3x3 : bool
+        Size every architecture on meta and leave out models without a 3x3 conv (and those
+        that fail to build on meta), listed in the file as dropped.
+    cache, jobs
+        See :func:`size_entries`.
+    provenance : {"comment", "block", "none"}
+        See :func:`write_zoo`.
+
+    Returns
+    -------
+    dict
+        ``path``, ``entries`` (written), ``unmapped``, ``skipped``, ``no_3x3``, ``failed``
+        (lists of ids, with reasons where known).
+    """
+    entries, unmapped = generate_entries(include, exclude)
+    no_3x3: list[str] = []
+    failed: list[str] = []
+    if drop_no_3x3:
+        sizes = size_entries([e["arch"] for e in entries.values()], cache=cache, jobs=jobs)
+        entries, no_3x3, failed = drop_without_3x3(entries, sizes)
+    if weights_dir is not None:
+        entries = weights_dir_overrides(entries, weights_dir)
+    skipped: list[str] = []
+    if only_available:
+        entries, skipped = filter_available(entries)
+    dropped = [f"{i}: no 3x3 conv" for i in no_3x3] + [f"{f} (meta build failed)" for f in failed]
+    header = [
+        f"include={list(include)} exclude={list(exclude)}; {len(entries)} entries, "
+        f"{len(unmapped)} unmapped, {len(skipped)} skipped, {len(dropped)} dropped",
+        "Build: filterdb extract MODEL --params THIS_FILE; filterdb assemble --params THIS_FILE",
+    ]
+    out = write_zoo(path, entries, unmapped, skipped=skipped, dropped=dropped,
+                    provenance=provenance, header=header)
+    return {"path": out, "entries": list(entries), "unmapped": unmapped, "skipped": skipped,
+            "no_3x3": no_3x3, "failed": failed}
+
+
+def add_cli_arguments(parser: Any) -> None:
+    """Options of ``filterdb zoo timm`` on an ``argparse`` (sub)parser.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
+    parser.add_argument("--include", action="append", default=None, metavar="GLOB",
+                        help="fnmatch glob on arch.tag names; repeatable (default: all)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="fnmatch glob on arch.tag names to leave out; repeatable")
+    parser.add_argument("--out", default="zoo-timm.yaml", help="default: zoo-timm.yaml")
+    parser.add_argument("--summary", action="store_true",
+                        help="print the projected models, layers, filters and bytes; write nothing")
+    parser.add_argument("--weights-dir", metavar="DIR",
+                        help="use DIR/arch.tag.safetensors (or .pth) as weights_file where present")
+    parser.add_argument("--only-available", action="store_true",
+                        help="keep only models whose weights are on this machine (skips listed)")
+    parser.add_argument("--keep-no-3x3", action="store_true",
+                        help="do not size on meta nor drop models without a 3x3 conv")
+    parser.add_argument("--provenance", choices=("comment", "block", "none"), default="comment",
+                        help="licence/paper ids as comments (default), a block, or omitted")
+    parser.add_argument("--cache", default=".cache/filterdb/timm-sizes.json",
+                        help="per-architecture size cache (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the meta builds")
+
+
+def run_cli(args: Any) -> int:
+    """Run ``filterdb zoo timm`` for parsed :func:`add_cli_arguments` options.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    int
+        Exit status (0).
+    """
+    include = args.include or ["*"]
+    if args.summary:
+        print(summary(include, args.exclude, cache=args.cache, jobs=args.jobs, progress=True))
+        return 0
+    report = make_zoo(
+        args.out, include, args.exclude, weights_dir=args.weights_dir,
+        only_available=args.only_available, drop_no_3x3=not args.keep_no_3x3,
+        cache=args.cache, jobs=args.jobs, provenance=args.provenance,
+    )
+    print(
+        f"{len(report['entries'])} entries -> {report['path']}; unmapped tags: "
+        f"{len(report['unmapped'])}, skipped (no local weights): {len(report['skipped'])}, "
+        f"no 3x3 conv: {len(report['no_3x3'])}, meta build failed: {len(report['failed'])}"
+    )
+    return 0

@@ -225,3 +225,34 @@ def test_local_weights_stand_in_for_the_hub(tmp_path, monkeypatch) -> None:
     for layer in mf.layers:
         expected = state[f"{layer.name}.weight"].numpy().reshape(-1, 3, 3)
         np.testing.assert_array_equal(layer.weight, expected)  # bit for bit, the file's weights
+
+
+def test_make_zoo_through_the_cli_options(tmp_path, monkeypatch, capsys) -> None:
+    import argparse
+
+    from filterdb.timm_zoo import add_cli_arguments, run_cli
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    wdir = tmp_path / "w"
+    wdir.mkdir()
+    save_file({k: v.contiguous() for k, v in timm.create_model(SMALL).state_dict().items()},
+              wdir / f"{SMALL}.safetensors")
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    out = tmp_path / "zoo.yaml"
+    args = parser.parse_args([
+        "--include", "mobilenetv3_small_050.*", "--include", "vit_tiny_patch16_224.*",
+        "--include", "*.qwen3_vl_8b", "--exclude", "*_in21k", "--out", str(out),
+        "--weights-dir", str(wdir), "--only-available", "--cache", str(tmp_path / "c.json"),
+    ])
+    assert run_cli(args) == 0
+    assert "1 entries" in capsys.readouterr().out
+    entries = zoo_entries(load_params(out), str(out))
+    assert list(entries) == [SMALL] and entries[SMALL]["weights_file"].endswith(".safetensors")
+    text = out.read_text()
+    assert "no 3x3 conv" in text and "vit_tiny_patch16_224.augreg_in21k_ft_in1k" in text
+    assert "unmapped tags" in text
+    assert run_cli(parser.parse_args(["--include", "resnet10t.*", "--summary",
+                                      "--cache", str(tmp_path / "c.json")])) == 0
+    assert "projected zoo: 1 models" in capsys.readouterr().out

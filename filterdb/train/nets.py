@@ -278,7 +278,7 @@ class MobileNetLike(nn.Module):
 class ConvAutoEncoder(nn.Module):
     """Conv auto-encoder: w -> 2w (/2) -> 4w (/4) and back up by sub-pixel convs.
 
-    The output has ``in_channels`` channels and no activation (a linear reconstruction).
+    The output has ``in_channels`` channels in ``(0, 1)`` (sigmoid), like the images.
 
     Input height and width must be divisible by 4.
     """
@@ -297,6 +297,7 @@ class ConvAutoEncoder(nn.Module):
             conv_bn_relu(2 * w, 4 * w),
             nn.PixelShuffle(2),
             nn.Conv2d(w, in_channels, 3, 1, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
