@@ -10,4 +10,12 @@ __version__ = "0.1.0"
 
 from filterdb.accessor import FilterDBAccessor, open_dataset  # noqa: E402
 
-__all__ = ["FilterDBAccessor", "__version__", "open_dataset"]
+
+def open_release(version: str, repo: str | None = None, **kwargs: object) -> object:
+    """Open a release's ``filters.nc`` through DVC (see :func:`filterdb.release.open_release`)."""
+    from filterdb.release import open_release as _open
+
+    return _open(version, repo=repo, **kwargs)
+
+
+__all__ = ["FilterDBAccessor", "__version__", "open_dataset", "open_release"]

@@ -74,11 +74,21 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate a dataset file against the schemas."""
+    """Validate a dataset file, a release folder, or every release."""
     import xarray as xr
 
+    from filterdb.release import validate_all, validate_release
     from filterdb.schema import validate_dataset
 
+    if args.all or (args.path and Path(args.path).is_dir()):
+        reports = validate_all(args.releases) if args.all else [validate_release(args.path)]
+        if not reports:
+            raise CLIError(f"no release folders under {args.releases}")
+        for report in reports:
+            print(report)
+        return 0 if all(r.ok for r in reports) else 1
+    if not args.path:
+        raise CLIError("give a dataset file or release folder, or --all")
     path = Path(args.path)
     if not path.exists():
         raise CLIError(f"{path}: no such file")
@@ -86,6 +96,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         validate_dataset(ds, source=str(path))
     print(f"{path}: valid")
     return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Write releases/vVERSION from the pipeline's outputs."""
+    from filterdb.release import build_release, validate_release
+
+    params = _params(args)
+    folder = build_release(args.version, params)
+    report = validate_release(folder)
+    print(report)
+    return 0 if report.ok else 1
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -193,9 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/filters.nc", help="default: data/filters.nc")
     p.set_defaults(func=cmd_assemble)
 
-    p = sub.add_parser("validate", help="check a dataset against the schemas")
-    p.add_argument("path", help="a dataset file")
+    p = sub.add_parser("validate", help="check a dataset or a release (checksums, schemas, stats)")
+    p.add_argument("path", nargs="?", help="a dataset file or a release folder (releases/vX.Y.Z)")
+    p.add_argument("--all", action="store_true", help="validate every release folder")
+    p.add_argument("--releases", default="releases", help="folder of releases (default: releases)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("release", help="write releases/vVERSION from the pipeline's outputs")
+    p.add_argument("version", help="semantic version, e.g. 0.1.0")
+    _add_params(p)
+    p.set_defaults(func=cmd_release)
 
     p = sub.add_parser("info", help="summarise a dataset: models, layers, filters, labels")
     p.add_argument("path", help="a dataset file")

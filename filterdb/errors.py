@@ -12,10 +12,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [
         ExtractionError, ModelLoadError, ParamsError, StoreError, FileNotFoundError, OSError
     ]
+    from filterdb.release import ReleaseError
     from filterdb.schema import SchemaValidationError
     from filterdb.upstream import UpstreamFormatError
 
-    errors += [SchemaValidationError, UpstreamFormatError]
+    errors += [ReleaseError, SchemaValidationError, UpstreamFormatError]
     return tuple(errors)
 
 

@@ -1,0 +1,462 @@
+"""Releases: a versioned folder of artifacts, a manifest of their checksums, and its validation.
+
+``filterdb release 0.1.0`` (the pipeline's ``release`` stage) writes ``releases/v0.1.0/``: the
+dataset, the statistics, the model and layer tables, the report and the plots (tracked by DVC),
+plus ``manifest.json`` and ``RELEASE.md`` (in git). ``validate_release`` checks a folder against
+its manifest, the schemas and the statistics; where the data has not been pulled it checks the
+manifest alone and says what it skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from filterdb.store import CATEGORICAL, atomic_path, content_hash, read_tables
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "ReleaseError",
+    "ReleaseReport",
+    "build_release",
+    "file_digests",
+    "normalize_version",
+    "open_release",
+    "validate_release",
+]
+
+MANIFEST_FORMAT = 1
+SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
+#: release artifact name -> where the pipeline leaves it
+INPUTS = {
+    "filters.nc": "data/filters.nc",
+    "degeneracy.nc": "stats/degeneracy.nc",
+    "shifts.nc": "stats/shifts.nc",
+    "report.md": "stats/report.md",
+    "plots": "plots",
+}
+DERIVED = ("models.csv", "layers.csv")
+
+
+class ReleaseError(ValueError):
+    """A release cannot be built or does not validate; the message lists every problem."""
+
+
+def normalize_version(version: str) -> str:
+    """``"0.1.0"`` or ``"v0.1.0"`` -> ``"0.1.0"``; anything not semantic-versioned is an error.
+
+    Examples
+    --------
+    >>> normalize_version("v1.2.3")
+    '1.2.3'
+    """
+    m = SEMVER.match(str(version))
+    if not m:
+        raise ReleaseError(f"release version {version!r} is not a semantic version (X.Y.Z)")
+    return str(version).removeprefix("v")
+
+
+def _version_key(version: str) -> tuple[int, int, int, str]:
+    m = SEMVER.match(version)
+    assert m
+    return int(m[1]), int(m[2]), int(m[3]), m[4] or "~"  # a pre-release sorts before the release
+
+
+def file_digests(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Size, sha256 and md5 (DVC's hash) of a file, read in 1 MiB blocks."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+            md5.update(block)
+            size += len(block)
+    return {"size": size, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _artifact_entry(path: Path) -> dict[str, Any]:
+    entry = file_digests(path)
+    if path.suffix == ".nc":
+        entry["content_hash"] = content_hash(path)
+    return entry
+
+
+def _git_revision(cwd: Path) -> tuple[str, bool]:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    cwd=cwd, capture_output=True, text=True, check=True).stdout.strip())
+        return rev, dirty
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def dataset_counts(filters_nc: str | os.PathLike[str]) -> dict[str, Any]:
+    """Models, layers and filters of a dataset, in total and per meta-parameter value."""
+    with xr.open_dataset(filters_nc) as ds:
+        models, layers, _ = read_tables(ds)
+        n_filters = int(ds.sizes["filter"])
+    by = {
+        col: {
+            str(value): {"models": int(g.shape[0]), "filters": int(g["n_filters_3x3"].sum())}
+            for value, g in models.groupby(col, sort=True)
+        }
+        for col in CATEGORICAL
+    }
+    return {"models": len(models), "layers": len(layers), "filters": n_filters,
+            "model_ids": [str(m) for m in models.index], "by": by}
+
+
+def _copy(src: Path, dest: Path) -> None:
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def build_release(
+    version: str,
+    params: Mapping[str, Any],
+    root: str | os.PathLike[str] = ".",
+    releases_dir: str = "releases",
+) -> Path:
+    """Write ``releases/vVERSION/`` from the pipeline's outputs.
+
+    Parameters
+    ----------
+    version : str
+        Semantic version, with or without a leading ``v``.
+    params : mapping
+        The params the outputs were built from (recorded in the manifest).
+    root : path-like
+        The repository (where ``data/``, ``stats/``, ``plots/`` are).
+    releases_dir : str
+        Folder of releases inside ``root``.
+
+    Returns
+    -------
+    Path
+        The release folder.
+
+    Raises
+    ------
+    ReleaseError
+        An invalid version or a missing input (every missing input named).
+    """
+    from filterdb.schema import schema_version
+
+    version = normalize_version(version)
+    root = Path(root)
+    missing = [src for src in INPUTS.values() if not (root / src).exists()]
+    if missing:
+        raise ReleaseError(f"cannot release v{version}: missing {', '.join(missing)} (run dvc repro)")
+    folder = root / releases_dir / f"v{version}"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    artifacts: dict[str, Any] = {}
+    for name, src in INPUTS.items():
+        src_path = root / src
+        if src_path.is_dir():
+            dest_dir = folder / name
+            if dest_dir.exists():
+                shutil.rmtree(dest_dir)
+            dest_dir.mkdir()
+            for f in sorted(src_path.iterdir()):
+                if f.is_file():
+                    _copy(f, dest_dir / f.name)
+                    artifacts[f"{name}/{f.name}"] = _artifact_entry(dest_dir / f.name)
+        else:
+            _copy(src_path, folder / name)
+            artifacts[name] = _artifact_entry(folder / name)
+    with xr.open_dataset(folder / "filters.nc") as ds:
+        models, layers, _ = read_tables(ds)
+    for name, table in (("models.csv", models), ("layers.csv", layers)):
+        with atomic_path(folder / name) as tmp:
+            table.to_csv(tmp, lineterminator="\n")
+        artifacts[name] = _artifact_entry(folder / name)
+
+    revision, dirty = _git_revision(root)
+    params_json = json.dumps(params, sort_keys=True, default=str)
+    manifest = {
+        "manifest_format": MANIFEST_FORMAT,
+        "version": version,
+        "git_revision": revision,
+        "git_dirty": dirty,
+        "params_sha256": hashlib.sha256(params_json.encode()).hexdigest(),
+        "params": json.loads(params_json),
+        "schema_version": str(schema_version()),
+        "counts": dataset_counts(folder / "filters.nc"),
+        "artifacts": dict(sorted(artifacts.items())),
+    }
+    previous = _previous_manifest(root / releases_dir, version)
+    with atomic_path(folder / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    with atomic_path(folder / "RELEASE.md") as tmp:
+        tmp.write_text(release_notes(manifest, previous))
+    return folder
+
+
+def _previous_manifest(releases: Path, version: str) -> dict[str, Any] | None:
+    older = []
+    for m in releases.glob("v*/manifest.json"):
+        v = m.parent.name.removeprefix("v")
+        if SEMVER.match(v) and _version_key(v) < _version_key(version):
+            older.append((_version_key(v), m))
+    if not older:
+        return None
+    return json.loads(max(older)[1].read_text())
+
+
+def release_notes(manifest: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str:
+    """The human notes of a release, with what changed since ``previous``."""
+    c = manifest["counts"]
+    lines = [
+        f"# filterdb v{manifest['version']}",
+        "",
+        f"{c['models']} models, {c['layers']} layers with 3x3 convs, {c['filters']:,} filters.",
+        f"Built from git revision `{manifest['git_revision']}`"
+        + (" (with uncommitted changes)" if manifest["git_dirty"] else "")
+        + f"; schema version {manifest['schema_version']}.",
+        "",
+        "Get it: `git checkout v{0} && dvc pull releases/v{0}`, or "
+        "`dvc get REPO releases/v{0}/filters.nc --rev v{0}`.".format(manifest["version"]),
+        "",
+        "## Changes",
+        "",
+    ]
+    if previous is None:
+        lines.append("First release.")
+    else:
+        pc = previous["counts"]
+        old, new = set(pc["model_ids"]), set(c["model_ids"])
+        lines.append(f"Since v{previous['version']}:")
+        lines.append("")
+        added = [m for m in c["model_ids"] if m not in old]
+        removed = [m for m in pc["model_ids"] if m not in new]
+        lines.append(f"- models added ({len(added)}): {', '.join(added) or 'none'}")
+        lines.append(f"- models removed ({len(removed)}): {', '.join(removed) or 'none'}")
+        for key in ("models", "layers", "filters"):
+            delta = c[key] - pc[key]
+            lines.append(f"- {key}: {pc[key]:,} -> {c[key]:,} ({delta:+,})")
+    lines += ["", "## By meta-parameter", ""]
+    for col, values in c["by"].items():
+        parts = [f"{v} ({d['models']} models, {d['filters']:,} filters)" for v, d in values.items()]
+        lines.append(f"- **{col}**: " + "; ".join(parts))
+    lines += ["", "## Artifacts", "", "| file | bytes | sha256 |", "|---|---|---|"]
+    for name, a in manifest["artifacts"].items():
+        lines.append(f"| {name} | {a['size']:,} | `{a['sha256'][:16]}…` |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass
+class ReleaseReport:
+    """What :func:`validate_release` checked, skipped and found wrong."""
+
+    folder: str
+    checked: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong (skips are not failures)."""
+        return not self.problems
+
+    def __str__(self) -> str:
+        head = f"{self.folder}: " + ("valid" if self.ok else f"{len(self.problems)} problem(s)")
+        lines = [head]
+        lines += [f"  FAIL {p}" for p in self.problems]
+        lines += [f"  ok   {c}" for c in self.checked]
+        lines += [f"  skip {s}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+_MANIFEST_KEYS = {"manifest_format", "version", "git_revision", "git_dirty", "params_sha256",
+                  "params", "schema_version", "counts", "artifacts"}
+
+
+def _check_manifest(folder: Path, manifest: Mapping[str, Any], report: ReleaseReport) -> None:
+    where = folder / "manifest.json"
+    missing = sorted(_MANIFEST_KEYS - set(manifest))
+    if missing:
+        report.problems.append(f"{where}: missing key(s) {missing}")
+        return
+    if f"v{manifest['version']}" != folder.name:
+        report.problems.append(f"{where}: version {manifest['version']!r} does not match folder {folder.name!r}")
+    params_json = json.dumps(manifest["params"], sort_keys=True, default=str)
+    if hashlib.sha256(params_json.encode()).hexdigest() != manifest["params_sha256"]:
+        report.problems.append(f"{where}: params_sha256 does not match the recorded params")
+    c = manifest["counts"]
+    for col, values in c.get("by", {}).items():
+        if sum(v["models"] for v in values.values()) != c["models"]:
+            report.problems.append(f"{where}: counts.by.{col} models do not add up to {c['models']}")
+        if sum(v["filters"] for v in values.values()) != c["filters"]:
+            report.problems.append(f"{where}: counts.by.{col} filters do not add up to {c['filters']}")
+    for name, a in manifest["artifacts"].items():
+        if not re.fullmatch(r"[0-9a-f]{64}", str(a.get("sha256", ""))):
+            report.problems.append(f"{where}: artifact {name} has no valid sha256")
+    report.checked.append("manifest keys, version, params hash and count sums")
+
+
+def validate_release(
+    folder: str | os.PathLike[str], recheck: bool = True, sample_layers: int = 16
+) -> ReleaseReport:
+    """Check a release folder: checksums, schemas, manifest counts and statistics.
+
+    Parameters
+    ----------
+    folder : path-like
+        ``releases/vX.Y.Z``.
+    recheck : bool
+        Recompute statistics on a sample of layers and groups and compare with the stored ones.
+    sample_layers : int
+        Layers in the degeneracy sample.
+
+    Returns
+    -------
+    ReleaseReport
+        ``report.ok`` is False when anything is wrong; when no artifact has been pulled, only the
+        manifest is checked and the report says what was skipped.
+    """
+    folder = Path(folder)
+    report = ReleaseReport(str(folder))
+    mpath = folder / "manifest.json"
+    if not mpath.is_file():
+        report.problems.append(f"{mpath}: no manifest")
+        return report
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        report.problems.append(f"{mpath}: not valid JSON: {exc}")
+        return report
+    _check_manifest(folder, manifest, report)
+    if report.problems:
+        return report
+    if not (folder / "RELEASE.md").is_file():
+        report.problems.append(f"{folder / 'RELEASE.md'}: missing")
+
+    artifacts = manifest["artifacts"]
+    present = {n for n in artifacts if (folder / n).is_file()}
+    if not present:
+        report.skipped.append(
+            f"{len(artifacts)} artifacts not present (data not pulled: `dvc pull {folder}`): "
+            "checksums, schemas, counts and statistics not checked"
+        )
+        return report
+    for name in sorted(set(artifacts) - present):
+        report.problems.append(f"{folder / name}: missing (listed in the manifest)")
+    for name in sorted(present):
+        digests = file_digests(folder / name)
+        if digests["sha256"] != artifacts[name]["sha256"]:
+            report.problems.append(
+                f"{folder / name}: sha256 {digests['sha256'][:16]}… does not match the manifest's "
+                f"{artifacts[name]['sha256'][:16]}… (changed or corrupt)"
+            )
+        elif digests["size"] != artifacts[name]["size"]:
+            report.problems.append(f"{folder / name}: size differs from the manifest")
+    report.checked.append(f"sha256 of {len(present)} artifacts")
+    if report.problems:
+        return report  # schemas and statistics of changed files would only repeat the finding
+
+    filters = folder / "filters.nc"
+    _validate_tables(folder, report)
+    counts = dataset_counts(filters)
+    if counts != manifest["counts"]:
+        diff = [k for k in counts if counts[k] != manifest["counts"].get(k)]
+        report.problems.append(f"{folder / 'manifest.json'}: stale counts ({', '.join(diff)} differ from the data)")
+    else:
+        report.checked.append("manifest counts match the data")
+    if recheck:
+        from filterdb.verify import recheck_degeneracy, recheck_shifts
+
+        report.problems += recheck_degeneracy(filters, folder / "degeneracy.nc", n_layers=sample_layers)
+        report.problems += recheck_shifts(filters, folder / "shifts.nc")
+        report.checked.append("statistics recomputed on a sample of layers and groups")
+    return report
+
+
+def _validate_tables(folder: Path, report: ReleaseReport) -> None:
+    import pandas as pd
+
+    from filterdb.schema import SchemaValidationError, validate_dataset, validate_layers, validate_models
+
+    try:
+        with xr.open_dataset(folder / "filters.nc") as ds:
+            validate_dataset(ds, str(folder / "filters.nc"))
+            n_filters = int(ds.sizes["filter"])
+        models = pd.read_csv(folder / "models.csv", index_col="model", keep_default_na=False,
+                             na_values={"accuracy": [""], "share_3x3": [""]})
+        validate_models(models, source=str(folder / "models.csv"))
+        layers = pd.read_csv(folder / "layers.csv", index_col="layer")
+        validate_layers(layers, n_filters=n_filters, source=str(folder / "layers.csv"))
+        report.checked.append("filters.nc, models.csv and layers.csv pass the schemas")
+    except SchemaValidationError as exc:
+        report.problems.append(str(exc))
+
+
+def validate_all(releases_dir: str | os.PathLike[str] = "releases", **kwargs: Any) -> list[ReleaseReport]:
+    """:func:`validate_release` on every ``releases/v*`` folder, oldest first."""
+    folders = [p for p in Path(releases_dir).glob("v*") if p.is_dir() and SEMVER.match(p.name)]
+    folders.sort(key=lambda p: _version_key(p.name.removeprefix("v")))
+    return [validate_release(f, **kwargs) for f in folders]
+
+
+# --------------------------------------------------------------------------- consumers
+
+
+def open_release(
+    version: str,
+    repo: str | None = None,
+    artifact: str = "filters.nc",
+    cache_dir: str | os.PathLike[str] | None = None,
+    **open_kwargs: Any,
+) -> xr.Dataset:
+    """Open one artifact of a release with xarray, fetching it through DVC if needed.
+
+    Parameters
+    ----------
+    version : str
+        ``"0.1.0"`` or ``"v0.1.0"``; the git tag ``vX.Y.Z`` is the revision read.
+    repo : str, optional
+        A git URL or local path of a filterdb repository (default: the current one).
+    artifact : str
+        ``filters.nc``, ``degeneracy.nc`` or ``shifts.nc``.
+    cache_dir : path-like, optional
+        Where fetched files are kept (default ``~/.cache/filterdb``).
+    **open_kwargs
+        Passed to :func:`xarray.open_dataset`.
+
+    Returns
+    -------
+    xarray.Dataset
+        After the file's sha256 was checked against the release manifest.
+    """
+    from dvc.api import DVCFileSystem
+
+    version = normalize_version(version)
+    rel = f"releases/v{version}"
+    fs = DVCFileSystem(repo, rev=f"v{version}")
+    manifest = json.loads(fs.read_text(f"{rel}/manifest.json"))
+    expected = manifest["artifacts"][artifact]["sha256"]
+    cache = Path(cache_dir or Path.home() / ".cache" / "filterdb") / f"v{version}"
+    local = cache / artifact
+    if not local.is_file() or file_digests(local)["sha256"] != expected:
+        cache.mkdir(parents=True, exist_ok=True)
+        with atomic_path(local) as tmp:
+            fs.get_file(f"{rel}/{artifact}", str(tmp))
+        got = file_digests(local)["sha256"]
+        if got != expected:
+            local.unlink()
+            raise ReleaseError(f"{repo or '.'}@v{version}:{rel}/{artifact}: sha256 {got} != manifest {expected}")
+    return xr.open_dataset(local, **open_kwargs)

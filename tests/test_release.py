@@ -1,0 +1,129 @@
+"""Releases with real DVC: build, push, fresh clone, pull, validate; corruption is caught;
+older tags restore older bytes; ``dvc get`` fetches one artifact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from filterdb.release import ReleaseError, normalize_version, open_release, validate_release
+from tests.conftest import MNIST_ENTRY, PNET_ENTRY, copy_repo_files, random_entry, write_params
+
+pytestmark = pytest.mark.slow
+
+
+def sh(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory, cli_env_module) -> Path:
+    """A repo with two releases, v0.1.0 and v0.2.0 (one more model), pushed to a local remote."""
+    env = cli_env_module
+    root = tmp_path_factory.mktemp("origin")
+    remote = tmp_path_factory.mktemp("remote")
+    copy_repo_files(root)
+    zoo = {"mnist": MNIST_ENTRY, "pnet": PNET_ENTRY}
+    write_params(root / "params.yaml", zoo, release={"version": "0.1.0"})
+    sh(["git", "init", "-q", "-b", "main"], root, env)
+    sh(["git", "config", "user.email", "ci@example.org"], root, env)
+    sh(["git", "config", "user.name", "ci"], root, env)
+    sh(["dvc", "init", "-q"], root, env)
+    sh(["dvc", "config", "core.analytics", "false"], root, env)
+    sh(["dvc", "remote", "add", "-d", "storage", str(remote)], root, env)
+    for version, extra in (("0.1.0", {}), ("0.2.0", {"tiny": random_entry("mobilenetv3_small_050", "mobilenet")})):
+        write_params(root / "params.yaml", {**zoo, **extra}, release={"version": version})
+        sh(["dvc", "repro"], root, env)
+        sh(["git", "add", "-A"], root, env)
+        sh(["git", "commit", "-qm", f"Release v{version}"], root, env)
+        sh(["git", "tag", f"v{version}"], root, env)
+        sh(["dvc", "push"], root, env)
+    return root
+
+
+def test_release_folder_has_manifest_notes_and_artifacts(origin: Path) -> None:
+    folder = origin / "releases" / "v0.2.0"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["version"] == "0.2.0"
+    assert manifest["counts"]["model_ids"] == ["mnist", "pnet", "tiny"]
+    for name in ("filters.nc", "degeneracy.nc", "shifts.nc", "models.csv", "layers.csv", "report.md"):
+        assert name in manifest["artifacts"]
+    assert any(n.startswith("plots/") for n in manifest["artifacts"])
+    notes = (folder / "RELEASE.md").read_text()
+    assert "Since v0.1.0" in notes and "models added (1): tiny" in notes
+    assert validate_release(folder).ok
+
+
+def test_fresh_clone_pulls_and_validates_and_catches_a_flipped_byte(origin, tmp_path, cli_env_module) -> None:
+    env = cli_env_module
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", "--branch", "v0.1.0", str(origin), str(clone)], tmp_path, env)
+    skipped = validate_release(clone / "releases" / "v0.1.0")
+    assert skipped.ok and skipped.skipped  # nothing pulled yet: manifest only
+    sh(["dvc", "pull", "-q"], clone, env)
+    out = sh(["filterdb", "validate", "releases/v0.1.0"], clone, env)
+    assert "valid" in out and "FAIL" not in out
+
+    target = clone / "releases" / "v0.1.0" / "filters.nc"
+    target.chmod(0o644)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    r = subprocess.run(["filterdb", "validate", "releases/v0.1.0"], cwd=clone, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "filters.nc: sha256" in r.stdout and "does not match the manifest" in r.stdout
+
+
+def test_missing_file_and_stale_manifest_fail_naming_what_is_wrong(origin, tmp_path) -> None:
+    folder = tmp_path / "v0.2.0"
+    shutil.copytree(origin / "releases" / "v0.2.0", folder)
+    (folder / "models.csv").unlink()
+    report = validate_release(folder)
+    assert not report.ok and any("models.csv: missing" in p for p in report.problems)
+
+    shutil.rmtree(folder)
+    shutil.copytree(origin / "releases" / "v0.2.0", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["counts"]["filters"] += 1
+    manifest["counts"]["by"] = {}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    report = validate_release(folder)
+    assert any("stale counts" in p and "filters" in p for p in report.problems)
+
+
+def test_checking_out_the_older_tag_restores_its_bytes(origin, tmp_path, cli_env_module) -> None:
+    env = cli_env_module
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    sh(["dvc", "pull", "-q"], clone, env)
+    new = (clone / "data" / "filters.nc").read_bytes()
+    sh(["git", "checkout", "-q", "v0.1.0"], clone, env)
+    sh(["dvc", "checkout", "-q"], clone, env)
+    old = (clone / "releases" / "v0.1.0" / "filters.nc").read_bytes()
+    assert old == (origin / "releases" / "v0.1.0" / "filters.nc").read_bytes()
+    assert old != new
+    with xr.open_dataset(clone / "releases" / "v0.1.0" / "filters.nc") as ds:
+        assert list(ds["model"].values) == ["mnist", "pnet"]
+
+
+def test_dvc_get_and_open_release_fetch_one_artifact(origin, tmp_path, cli_env_module) -> None:
+    env = cli_env_module
+    sh(["dvc", "get", str(origin), "releases/v0.1.0/filters.nc", "--rev", "v0.1.0", "-o",
+        str(tmp_path / "got.nc")], tmp_path, env)
+    assert (tmp_path / "got.nc").read_bytes() == (origin / "releases" / "v0.1.0" / "filters.nc").read_bytes()
+    with open_release("v0.1.0", repo=str(origin), cache_dir=tmp_path / "cache") as ds:
+        assert list(ds["model"].values) == ["mnist", "pnet"]
+
+
+def test_versions_must_be_semantic() -> None:
+    assert normalize_version("v0.1.0") == "0.1.0"
+    with pytest.raises(ReleaseError, match="not a semantic version"):
+        normalize_version("latest")
