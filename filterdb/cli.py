@@ -189,6 +189,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo_timm(args: argparse.Namespace) -> int:
+    """Generate zoo entries from timm's pretrained registry (options parsed here)."""
+    from filterdb.timm_zoo import add_cli_arguments, run_cli
+
+    parser = argparse.ArgumentParser(
+        prog="filterdb zoo timm", description="Zoo entries from timm's pretrained registry."
+    )
+    add_cli_arguments(parser)
+    return int(run_cli(parser.parse_args(args.extra)) or 0)
+
+
 def _add_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
 
@@ -256,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="stats/report.md", help="default: stats/report.md")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("zoo", help="generate zoo entries from a model registry")
+    zoo_sub = p.add_subparsers(dest="registry", required=True, metavar="REGISTRY")
+    # parsed by filterdb.timm_zoo at run time, so that other commands need not import torch
+    p = zoo_sub.add_parser(
+        "timm", help="timm's pretrained registry: entries, sizing, summary", add_help=False
+    )
+    p.set_defaults(func=cmd_zoo_timm, takes_extra=True)
+
     p = sub.add_parser("import-upstream", help="convert the original CNN Filter DB HDF5 file")
     p.add_argument("path", help="the upstream dataset.h5")
     p.add_argument("--out", default="data/upstream.nc", help="default: data/upstream.nc")
@@ -274,7 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     from filterdb.errors import USER_ERRORS
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return int(args.func(args))
     except (CLIError, *USER_ERRORS) as exc:

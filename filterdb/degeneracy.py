@@ -427,7 +427,7 @@ def _finish_layer(
         peaks = np.concatenate(acc._peaks)
         if acc.max_abs > 0:
             t = acc.max_abs / p.sparsity_divisor
-            out["sparsity"] = float(np.count_nonzero(peaks < t)) / n
+            out["sparsity"] = float(np.count_nonzero(peaks.astype(np.float64) < t)) / n
             out["s_undefined"] = 0
         else:
             out["sparsity"], out["s_undefined"] = math.nan, 1

@@ -492,7 +492,7 @@ def size_architecture(name: str) -> dict[str, Any]:
     --------
     >>> s = size_architecture("resnet18")
     >>> s["n_layers_3x3"], s["n_filters_3x3"]
-    (16, 1216448)
+    (16, 1220608)
     """
     timm = _timm()
     key = _size_key(name)
@@ -789,6 +789,9 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -182,7 +182,7 @@ def make_dataset(
         "layer",
         np.zeros(n_layers, np.int8),
         {
-            "flag_values": np.arange(3, dtype=np.int8),
+            "flag_values": np.arange(4, dtype=np.int8),
             "flag_meanings": "fx execution-order key-order upstream",
         },
     )

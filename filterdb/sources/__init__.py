@@ -153,7 +153,8 @@ def load_model(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
         raise ModelLoadError(f"zoo entry {model_id!r} has no 'source' key")
     name = entry["source"]
     loader = get_source(name)
-    rest = {k: v for k, v in entry.items() if k not in ("source", "meta")}
+    # `provenance` (licence, paper ids, hub id) is documentation, not loading instructions
+    rest = {k: v for k, v in entry.items() if k not in ("source", "meta", "provenance")}
     unknown = sorted(set(rest) - _ENTRY_KEYS[name])
     if unknown:
         raise ModelLoadError(
