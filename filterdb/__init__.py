@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from filterdb.accessor import FilterDBAccessor, open_dataset  # noqa: E402
+from filterdb.accessor import FilterDBAccessor, open_dataset
 
 
 def open_release(version: str, repo: str | None = None, **kwargs: object) -> object:

@@ -8,13 +8,12 @@ whole layers when a statistic needs a layer at once. Only the netCDF layout of
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from filterdb._atomic import atomic_path, write_atomic_netcdf, write_atomic_text
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -24,6 +23,8 @@ __all__ = [
     "iter_layers",
     "layer_table",
     "tap",
+    "write_atomic_netcdf",
+    "write_atomic_text",
 ]
 
 #: Filters per chunk when the ``weight`` variable does not say (the store's default).
@@ -183,40 +184,3 @@ def iter_layers(
                 break
     if li < n_layers:
         raise ValueError(f"data ended before layer {li} was complete")
-
-
-def atomic_path(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Return ``(final, temporary)`` paths for an atomic write next to ``path``.
-
-    Write to the temporary path, then ``os.replace(temporary, final)``; the temporary file is in
-    the same directory (so the rename is atomic) and ends in ``.tmp``.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    os.close(fd)
-    return final, Path(tmp)
-
-
-def write_atomic_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``ds`` to netCDF at ``path`` atomically (temporary file, then ``os.replace``)."""
-    final, tmp = atomic_path(path)
-    try:
-        ds.to_netcdf(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
-
-
-def write_atomic_text(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file, then ``os.replace``)."""
-    final, tmp = atomic_path(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final

@@ -48,7 +48,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     meta = {**loaded.extra_meta, **meta}
     mf = extract_filters(args.model, loaded)
     out = Path(args.out or Path(args.shards_dir) / f"{args.model}.nc")
-    write_model(out, mf, meta, entry["source"], loaded.weights, StoreParams.from_dict(params.get("store")))
+    write_model(
+        out, mf, meta, entry["source"], loaded.weights, StoreParams.from_dict(params.get("store"))
+    )
     note = "" if mf.layers else " (no 3x3 conv: kept with 0 layers, its kernel counts recorded)"
     print(
         f"{args.model}: {len(mf.layers)} layers, {mf.n_filters_3x3:,} 3x3 filters, "
@@ -167,7 +169,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"{source} -> {args.shifts}")
         return 0
     else:
-        summary = write_stats(source, args.degeneracy, args.metrics, args.shifts, deg_params, shift_params)
+        summary = write_stats(
+            source, args.degeneracy, args.metrics, args.shifts, deg_params, shift_params
+        )
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -250,19 +254,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("which", choices=["degeneracy", "shifts", "all"], help="which statistics")
     _add_params(p)
     p.add_argument("--input", default="data/filters.nc", help="default: data/filters.nc")
-    p.add_argument("--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc")
-    p.add_argument("--metrics", default="metrics/degeneracy.json", help="default: metrics/degeneracy.json")
+    p.add_argument(
+        "--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc"
+    )
+    p.add_argument(
+        "--metrics", default="metrics/degeneracy.json", help="default: metrics/degeneracy.json"
+    )
     p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("plots", help="figures from the statistics files")
-    p.add_argument("--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc")
+    p.add_argument(
+        "--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc"
+    )
     p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
     p.add_argument("--out", default="plots", help="default: plots")
     p.set_defaults(func=cmd_plots)
 
     p = sub.add_parser("report", help="Markdown summary of the findings")
-    p.add_argument("--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc")
+    p.add_argument(
+        "--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc"
+    )
     p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
     p.add_argument("--out", default="stats/report.md", help="default: stats/report.md")
     p.set_defaults(func=cmd_report)

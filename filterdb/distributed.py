@@ -523,9 +523,7 @@ def compute_stats_dask(
         rng.finalize()
         edges = histogram_edges(rng.min_, rng.max_, sp.bins)
         (hist,) = dask.compute(
-            _tree_reduce(
-                [task3(path, p, chunk, sp, pca, edges) for p in parts], _merge_counts
-            ),
+            _tree_reduce([task3(path, p, chunk, sp, pca, edges) for p in parts], _merge_counts),
             **kw,
         )
     with xr.open_dataset(path) as ds:

@@ -10,7 +10,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from filterdb.zoo import ParamsError
 
     errors: list[type[BaseException]] = [
-        ExtractionError, ModelLoadError, ParamsError, StoreError, FileNotFoundError, OSError
+        ExtractionError,
+        ModelLoadError,
+        ParamsError,
+        StoreError,
+        FileNotFoundError,
+        OSError,
     ]
     from filterdb.release import ReleaseError
     from filterdb.schema import SchemaValidationError

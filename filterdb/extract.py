@@ -150,6 +150,7 @@ def _execution_depths(loaded: LoadedModel, convs: Mapping[str, _Conv]) -> dict[s
     handles = []
     for name, m in module.named_modules():
         if name in convs:
+
             def hook(_m: nn.Module, _i: object, _o: object, name: str = name) -> None:
                 order.setdefault(name, len(order) + 1)
 
@@ -186,13 +187,13 @@ def conv_depths(loaded: LoadedModel) -> tuple[dict[str, int], str]:
         depths = _fx_depths(loaded, convs)
         if set(depths) == set(convs):
             return depths, "fx"
-    except Exception:  # noqa: BLE001 - any tracing failure means: use the documented fallback
+    except Exception:
         pass
     try:
         depths = _execution_depths(loaded, convs)
         if set(depths) == set(convs):
             return depths, "execution-order"
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return {name: i + 1 for i, name in enumerate(convs)}, "key-order"
 
@@ -210,9 +211,7 @@ def _n_parameters(loaded: LoadedModel) -> int:
     if loaded.module is not None:
         return int(sum(p.numel() for p in loaded.module.parameters()))
     state = loaded.state_dict or {}
-    return int(
-        sum(t.numel() for k, t in state.items() if not k.endswith(_BUFFER_SUFFIXES))
-    )
+    return int(sum(t.numel() for k, t in state.items() if not k.endswith(_BUFFER_SUFFIXES)))
 
 
 def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
@@ -240,7 +239,8 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
     --------
     >>> import torch
     >>> from filterdb.sources import LoadedModel
-    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
     >>> mf = extract_filters("tiny", LoadedModel(module=net))
     >>> [(layer.name, layer.weight.shape, layer.conv_depth) for layer in mf.layers]
     [('0', (24, 3, 3), 0), ('2', (32, 3, 3), 1)]

@@ -91,14 +91,12 @@ def sort_by_column_mean(d: np.ndarray) -> np.ndarray:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    final, tmp = atomic_path(path)
     try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, final)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return final
+    return path
 
 
 def _heatmap(sh: xr.Dataset, axis: str, path: Path) -> Path:
@@ -231,9 +229,8 @@ def make_plots(
     if degeneracy_nc is not None:
         with xr.open_dataset(degeneracy_nc) as deg:
             table = degeneracy_table(deg.load())
-        final, tmp = atomic_path(out / DEPTH_CSV)
-        table.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, final)
-        written.append(final)
+        with atomic_path(out / DEPTH_CSV) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        written.append(out / DEPTH_CSV)
         written.append(_depth_figure(table, out / "degeneracy_by_depth.png"))
     return written

@@ -92,10 +92,18 @@ def _artifact_entry(path: Path) -> dict[str, Any]:
 
 def _git_revision(cwd: Path) -> tuple[str, bool]:
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    cwd=cwd, capture_output=True, text=True, check=True).stdout.strip())
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
         return rev, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
@@ -113,8 +121,13 @@ def dataset_counts(filters_nc: str | os.PathLike[str]) -> dict[str, Any]:
         }
         for col in CATEGORICAL
     }
-    return {"models": len(models), "layers": len(layers), "filters": n_filters,
-            "model_ids": [str(m) for m in models.index], "by": by}
+    return {
+        "models": len(models),
+        "layers": len(layers),
+        "filters": n_filters,
+        "model_ids": [str(m) for m in models.index],
+        "by": by,
+    }
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -157,7 +170,9 @@ def build_release(
     root = Path(root)
     missing = [src for src in INPUTS.values() if not (root / src).exists()]
     if missing:
-        raise ReleaseError(f"cannot release v{version}: missing {', '.join(missing)} (run dvc repro)")
+        raise ReleaseError(
+            f"cannot release v{version}: missing {', '.join(missing)} (run dvc repro)"
+        )
     folder = root / releases_dir / f"v{version}"
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -282,8 +297,17 @@ class ReleaseReport:
         return "\n".join(lines)
 
 
-_MANIFEST_KEYS = {"manifest_format", "version", "git_revision", "git_dirty", "params_sha256",
-                  "params", "schema_version", "counts", "artifacts"}
+_MANIFEST_KEYS = {
+    "manifest_format",
+    "version",
+    "git_revision",
+    "git_dirty",
+    "params_sha256",
+    "params",
+    "schema_version",
+    "counts",
+    "artifacts",
+}
 
 
 def _check_manifest(folder: Path, manifest: Mapping[str, Any], report: ReleaseReport) -> None:
@@ -293,16 +317,22 @@ def _check_manifest(folder: Path, manifest: Mapping[str, Any], report: ReleaseRe
         report.problems.append(f"{where}: missing key(s) {missing}")
         return
     if f"v{manifest['version']}" != folder.name:
-        report.problems.append(f"{where}: version {manifest['version']!r} does not match folder {folder.name!r}")
+        report.problems.append(
+            f"{where}: version {manifest['version']!r} does not match folder {folder.name!r}"
+        )
     params_json = json.dumps(manifest["params"], sort_keys=True, default=str)
     if hashlib.sha256(params_json.encode()).hexdigest() != manifest["params_sha256"]:
         report.problems.append(f"{where}: params_sha256 does not match the recorded params")
     c = manifest["counts"]
     for col, values in c.get("by", {}).items():
         if sum(v["models"] for v in values.values()) != c["models"]:
-            report.problems.append(f"{where}: counts.by.{col} models do not add up to {c['models']}")
+            report.problems.append(
+                f"{where}: counts.by.{col} models do not add up to {c['models']}"
+            )
         if sum(v["filters"] for v in values.values()) != c["filters"]:
-            report.problems.append(f"{where}: counts.by.{col} filters do not add up to {c['filters']}")
+            report.problems.append(
+                f"{where}: counts.by.{col} filters do not add up to {c['filters']}"
+            )
     for name, a in manifest["artifacts"].items():
         if not re.fullmatch(r"[0-9a-f]{64}", str(a.get("sha256", ""))):
             report.problems.append(f"{where}: artifact {name} has no valid sha256")
@@ -374,13 +404,17 @@ def validate_release(
     counts = dataset_counts(filters)
     if counts != manifest["counts"]:
         diff = [k for k in counts if counts[k] != manifest["counts"].get(k)]
-        report.problems.append(f"{folder / 'manifest.json'}: stale counts ({', '.join(diff)} differ from the data)")
+        report.problems.append(
+            f"{folder / 'manifest.json'}: stale counts ({', '.join(diff)} differ from the data)"
+        )
     else:
         report.checked.append("manifest counts match the data")
     if recheck:
         from filterdb.verify import recheck_degeneracy, recheck_shifts
 
-        report.problems += recheck_degeneracy(filters, folder / "degeneracy.nc", n_layers=sample_layers)
+        report.problems += recheck_degeneracy(
+            filters, folder / "degeneracy.nc", n_layers=sample_layers
+        )
         report.problems += recheck_shifts(filters, folder / "shifts.nc")
         report.checked.append("statistics recomputed on a sample of layers and groups")
     return report
@@ -389,14 +423,23 @@ def validate_release(
 def _validate_tables(folder: Path, report: ReleaseReport) -> None:
     import pandas as pd
 
-    from filterdb.schema import SchemaValidationError, validate_dataset, validate_layers, validate_models
+    from filterdb.schema import (
+        SchemaValidationError,
+        validate_dataset,
+        validate_layers,
+        validate_models,
+    )
 
     try:
         with xr.open_dataset(folder / "filters.nc") as ds:
             validate_dataset(ds, str(folder / "filters.nc"))
             n_filters = int(ds.sizes["filter"])
-        models = pd.read_csv(folder / "models.csv", index_col="model", keep_default_na=False,
-                             na_values={"accuracy": [""], "share_3x3": [""]})
+        models = pd.read_csv(
+            folder / "models.csv",
+            index_col="model",
+            keep_default_na=False,
+            na_values={"accuracy": [""], "share_3x3": [""]},
+        )
         validate_models(models, source=str(folder / "models.csv"))
         layers = pd.read_csv(folder / "layers.csv", index_col="layer")
         validate_layers(layers, n_filters=n_filters, source=str(folder / "layers.csv"))
@@ -405,7 +448,9 @@ def _validate_tables(folder: Path, report: ReleaseReport) -> None:
         report.problems.append(str(exc))
 
 
-def validate_all(releases_dir: str | os.PathLike[str] = "releases", **kwargs: Any) -> list[ReleaseReport]:
+def validate_all(
+    releases_dir: str | os.PathLike[str] = "releases", **kwargs: Any
+) -> list[ReleaseReport]:
     """:func:`validate_release` on every ``releases/v*`` folder, oldest first."""
     folders = [p for p in Path(releases_dir).glob("v*") if p.is_dir() and SEMVER.match(p.name)]
     folders.sort(key=lambda p: _version_key(p.name.removeprefix("v")))
@@ -458,5 +503,7 @@ def open_release(
         got = file_digests(local)["sha256"]
         if got != expected:
             local.unlink()
-            raise ReleaseError(f"{repo or '.'}@v{version}:{rel}/{artifact}: sha256 {got} != manifest {expected}")
+            raise ReleaseError(
+                f"{repo or '.'}@v{version}:{rel}/{artifact}: sha256 {got} != manifest {expected}"
+            )
     return xr.open_dataset(local, **open_kwargs)

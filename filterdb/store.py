@@ -7,11 +7,9 @@ the filters are streamed: assembling shards holds one chunk of filters in memory
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from filterdb import __version__
+from filterdb._atomic import atomic_path
 
 __all__ = [
     "CATEGORICAL",
@@ -49,11 +48,24 @@ CATEGORICAL = (
     "training",
 )
 DEPTH_METHODS = ("fx", "execution-order", "key-order", "upstream")
-MODEL_INT = ("n_parameters", "n_filters_3x3", "total_filters", "model_first_layer", "model_layer_count")
+MODEL_INT = (
+    "n_parameters",
+    "n_filters_3x3",
+    "total_filters",
+    "model_first_layer",
+    "model_layer_count",
+)
 MODEL_FLOAT = ("accuracy", "share_3x3")
 LAYER_INT32 = (
-    "layer_model", "conv_depth", "in_channels", "out_channels", "groups",
-    "stride_y", "stride_x", "dilation_y", "dilation_x",
+    "layer_model",
+    "conv_depth",
+    "in_channels",
+    "out_channels",
+    "groups",
+    "stride_y",
+    "stride_x",
+    "dilation_y",
+    "dilation_x",
 )
 LAYER_INT64 = ("layer_first_filter", "layer_filter_count")
 
@@ -122,36 +134,6 @@ class StoreParams:
 
 
 # --------------------------------------------------------------------------- atomic writes
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
-    >>> with atomic_path(out) as tmp:
-    ...     _ = tmp.write_text("hello")
-    >>> out.read_text()
-    'hello'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        # mkstemp makes the file private (0600); give it the usual mode under the umask
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- tables
@@ -239,7 +221,9 @@ def read_tables(ds: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
     shapes = [str(x) for x in var("kernel_shape")[0]]
     counts = var("kernel_count")[0].reshape(len(ids), len(shapes)).astype(np.int64)
-    kernel_counts = pd.DataFrame(counts, index=models.index, columns=pd.Index(shapes, name="kernel_shape"))
+    kernel_counts = pd.DataFrame(
+        counts, index=models.index, columns=pd.Index(shapes, name="kernel_shape")
+    )
     return models, layers, kernel_counts
 
 
@@ -309,7 +293,11 @@ def write_dataset(
                 comp["complevel"] = params.complevel
             # every element is written below: no fill-value pre-pass over the chunks
             w = nc.createVariable(
-                "weight", "f4", ("filter", "ky", "kx"), chunksizes=(chunk, 3, 3), fill_value=False,
+                "weight",
+                "f4",
+                ("filter", "ky", "kx"),
+                chunksizes=(chunk, 3, 3),
+                fill_value=False,
                 **comp,
             )
             _set_attrs(w, "weight")
@@ -400,15 +388,34 @@ def write_dataset(
                     "filterdb_version": __version__,
                     **dict(attrs or {}),
                     "coordinates": " ".join(
-                        ["model", "weights", *CATEGORICAL, *MODEL_INT, *MODEL_FLOAT, "layer_name",
-                         *LAYER_INT64, *LAYER_INT32, "conv_depth_norm", "depth_method", "kernel_shape"]
+                        [
+                            "model",
+                            "weights",
+                            *CATEGORICAL,
+                            *MODEL_INT,
+                            *MODEL_FLOAT,
+                            "layer_name",
+                            *LAYER_INT64,
+                            *LAYER_INT32,
+                            "conv_depth_norm",
+                            "depth_method",
+                            "kernel_shape",
+                        ]
                     ),
                 }
             )
 
             # filters, streamed
-            starts = layers["layer_first_filter"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
-            counts = layers["layer_filter_count"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
+            starts = (
+                layers["layer_first_filter"].to_numpy(np.int64)
+                if n_layers
+                else np.zeros(0, np.int64)
+            )
+            counts = (
+                layers["layer_filter_count"].to_numpy(np.int64)
+                if n_layers
+                else np.zeros(0, np.int64)
+            )
             pos = 0
             for block in _whole_chunks(weight_chunks, chunk):
                 k = block.shape[0]
@@ -422,7 +429,9 @@ def write_dataset(
                 pos += k
             if pos != n_filters:
                 raise StoreError(f"wrote {pos} filters, the layer table says {n_filters}")
-            if n_layers and not np.array_equal(starts, np.concatenate([[0], np.cumsum(counts)[:-1]])):
+            if n_layers and not np.array_equal(
+                starts, np.concatenate([[0], np.cumsum(counts)[:-1]])
+            ):
                 raise StoreError("layer_first_filter is not contiguous")
         finally:
             nc.close()
@@ -502,7 +511,9 @@ def write_model(
     Path
     """
     params = params or StoreParams()
-    models = pd.DataFrame([_model_row(mf, meta, source, weights)], index=pd.Index([mf.model_id], name="model"))
+    models = pd.DataFrame(
+        [_model_row(mf, meta, source, weights)], index=pd.Index([mf.model_id], name="model")
+    )
     rows, first = [], 0
     for layer in mf.layers:
         n = int(layer.weight.shape[0])
@@ -529,16 +540,32 @@ def write_model(
     kernel_counts = pd.DataFrame([mf.kernel_counts], index=models.index).fillna(0).astype(np.int64)
     kernel_counts = kernel_counts.reindex(sorted(kernel_counts.columns), axis=1)
     write_dataset(
-        Path(path), models, layers, kernel_counts, (layer.weight for layer in mf.layers), params,
+        Path(path),
+        models,
+        layers,
+        kernel_counts,
+        (layer.weight for layer in mf.layers),
+        params,
         history=f"filterdb {__version__} extract {mf.model_id}",
     )
     return Path(path)
 
 
 _LAYER_COLUMNS = [
-    "layer_model", "layer_name", "layer_first_filter", "layer_filter_count", "conv_depth",
-    "in_channels", "out_channels", "groups", "stride_y", "stride_x", "dilation_y", "dilation_x",
-    "conv_depth_norm", "depth_method",
+    "layer_model",
+    "layer_name",
+    "layer_first_filter",
+    "layer_filter_count",
+    "conv_depth",
+    "in_channels",
+    "out_channels",
+    "groups",
+    "stride_y",
+    "stride_x",
+    "dilation_y",
+    "dilation_x",
+    "conv_depth_norm",
+    "depth_method",
 ]
 
 
@@ -591,15 +618,24 @@ def assemble(
         layer_tables.append(la.drop(columns="model"))
         kc_tables.append(kc)
     models = pd.concat(model_tables) if model_tables else pd.DataFrame()
-    layers = pd.concat(layer_tables, ignore_index=True) if layer_tables else pd.DataFrame(columns=_LAYER_COLUMNS)
+    layers = (
+        pd.concat(layer_tables, ignore_index=True)
+        if layer_tables
+        else pd.DataFrame(columns=_LAYER_COLUMNS)
+    )
     kernel_counts = pd.concat(kc_tables).fillna(0).astype(np.int64)
     kernel_counts = kernel_counts.reindex(sorted(kernel_counts.columns), axis=1)
 
     def blocks() -> Iterator[np.ndarray]:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=filter_offset, unit="filter", unit_scale=True, disable=not progress,
-                   desc="assemble")
+        bar = tqdm(
+            total=filter_offset,
+            unit="filter",
+            unit_scale=True,
+            disable=not progress,
+            desc="assemble",
+        )
         step = params.chunk_filters
         for shard in shards:
             with netCDF4.Dataset(shard) as nc:
@@ -614,7 +650,12 @@ def assemble(
 
     names = " ".join(Path(s).stem for s in shards)
     write_dataset(
-        Path(out), models, layers, kernel_counts, blocks(), params,
+        Path(out),
+        models,
+        layers,
+        kernel_counts,
+        blocks(),
+        params,
         history=f"filterdb {__version__} assemble {len(shards)} shards: {names}",
     )
     return Path(out)
@@ -647,7 +688,9 @@ def content_hash(path: str | os.PathLike[str], chunk_filters: int = 1 << 20) -> 
         for name in sorted(nc.variables):
             v = nc.variables[name]
             vattrs = {k: _jsonable(v.getncattr(k)) for k in sorted(v.ncattrs())}
-            h.update(json.dumps([name, str(v.dtype), list(v.shape), list(v.dimensions), vattrs]).encode())
+            h.update(
+                json.dumps([name, str(v.dtype), list(v.shape), list(v.dimensions), vattrs]).encode()
+            )
             if v.dtype is str:
                 h.update("\x00".join(str(x) for x in np.asarray(v[:]).ravel()).encode())
                 continue

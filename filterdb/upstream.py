@@ -65,7 +65,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import netCDF4
 import numpy as np
 import pandas as pd
 

@@ -41,7 +41,8 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ParamsError(
-                f"{node.start_mark.name}: duplicate key {key!r} at line {key_node.start_mark.line + 1}"
+                f"{node.start_mark.name}: duplicate key {key!r} "
+                f"at line {key_node.start_mark.line + 1}"
                 f" (first at line {seen[key] + 1})"
             )
         seen[key] = key_node.start_mark.line
@@ -80,7 +81,9 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
         raise ParamsError(f"{path}: expected a mapping at the top level")
     unknown = sorted(set(params) - TOP_LEVEL_KEYS)
     if unknown:
-        raise ParamsError(f"{path}: unknown top-level key(s) {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+        raise ParamsError(
+            f"{path}: unknown top-level key(s) {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}"
+        )
     return params
 
 
@@ -128,7 +131,9 @@ def zoo_entries(params: Mapping[str, Any], path: str = "params.yaml") -> dict[st
                 raise ParamsError(f"{path}: zoo.{model_id} has no 'source'")
             meta = dict(entry.get("meta") or {})
             # unknown keys and values outside the vocabularies, all reported at once
-            validate_entry_meta(model_id, {**meta, "source": entry["source"]}, source=f"{path}: {section}")
+            validate_entry_meta(
+                model_id, {**meta, "source": entry["source"]}, source=f"{path}: {section}"
+            )
             entry["meta"] = meta
             entries[model_id] = entry
     return entries

@@ -21,9 +21,13 @@ MNIST_ENTRY = {
     "file": "digit_recognizer/models/handwriting_model.pth",
     "input_size": [1, 28, 28],
     "meta": {
-        "task": "classification", "visual_category": "handwriting", "training_dataset": "mnist",
-        "pretraining_dataset": "none", "architecture": "digit-recognizer-cnn",
-        "family": "simple-cnn", "training": "normal",
+        "task": "classification",
+        "visual_category": "handwriting",
+        "training_dataset": "mnist",
+        "pretraining_dataset": "none",
+        "architecture": "digit-recognizer-cnn",
+        "family": "simple-cnn",
+        "training": "normal",
     },
 }
 PNET_ENTRY = {
@@ -31,8 +35,12 @@ PNET_ENTRY = {
     "package": "facenet-pytorch",
     "file": "facenet_pytorch/data/pnet.pt",
     "meta": {
-        "task": "face-detection", "visual_category": "faces", "training_dataset": "wider-face",
-        "pretraining_dataset": "none", "architecture": "mtcnn-pnet", "family": "mtcnn",
+        "task": "face-detection",
+        "visual_category": "faces",
+        "training_dataset": "wider-face",
+        "pretraining_dataset": "none",
+        "architecture": "mtcnn-pnet",
+        "family": "mtcnn",
         "training": "normal",
     },
 }
@@ -41,10 +49,16 @@ PNET_ENTRY = {
 def random_entry(arch: str, family: str, seed: int = 0) -> dict:
     """A zoo entry for a random-init timm model."""
     return {
-        "source": "timm", "arch": arch, "seed": seed,
+        "source": "timm",
+        "arch": arch,
+        "seed": seed,
         "meta": {
-            "task": "classification", "visual_category": "none", "training_dataset": "none",
-            "pretraining_dataset": "none", "architecture": arch, "family": family,
+            "task": "classification",
+            "visual_category": "none",
+            "training_dataset": "none",
+            "pretraining_dataset": "none",
+            "architecture": arch,
+            "family": family,
             "training": "random-init",
         },
     }
@@ -93,7 +107,16 @@ def cli_env() -> dict[str, str]:
 
 def write_params(path: Path, zoo: dict, trained: dict | None = None, **extra: object) -> Path:
     """Write a params.yaml with the given zoo."""
-    params = {"store": {"chunk_filters": 4096}, "zoo": zoo, "trained": trained or {}, **extra}
+    # the repository's constants (statistics, training defaults), with a small zoo
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = {
+        **base,
+        "store": {**base.get("store", {}), "chunk_filters": 4096},
+        "release": {"version": "0.0.1"},
+        "zoo": zoo,
+        "trained": trained or {},
+        **extra,
+    }
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
@@ -111,8 +134,14 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         loaded = load_model(model_id, entry)
         mf = extract_filters(model_id, loaded)
         shards.append(
-            write_model(root / f"{model_id}.nc", mf, entry["meta"], entry["source"], loaded.weights,
-                        StoreParams(chunk_filters=4096))
+            write_model(
+                root / f"{model_id}.nc",
+                mf,
+                entry["meta"],
+                entry["source"],
+                loaded.weights,
+                StoreParams(chunk_filters=4096),
+            )
         )
     return assemble(shards, root / "filters.nc", StoreParams(chunk_filters=4096))
 

@@ -16,9 +16,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     return subprocess.run(["filterdb", *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize(
-    "command", ["extract", "assemble", "validate", "info", "train"]
-)
+@pytest.mark.parametrize("command", ["extract", "assemble", "validate", "info", "train"])
 def test_every_command_has_help(command: str, tmp_path, cli_env) -> None:
     out = run([command, "--help"], tmp_path, cli_env)
     assert out.returncode == 0
@@ -26,8 +24,14 @@ def test_every_command_has_help(command: str, tmp_path, cli_env) -> None:
 
 
 def test_extract_assemble_validate_info(tmp_path, cli_env) -> None:
-    write_params(tmp_path / "params.yaml", {"mnist": MNIST_ENTRY, "pnet": PNET_ENTRY,
-                                            "nox3": random_entry("convnext_atto", "convnext")})
+    write_params(
+        tmp_path / "params.yaml",
+        {
+            "mnist": MNIST_ENTRY,
+            "pnet": PNET_ENTRY,
+            "nox3": random_entry("convnext_atto", "convnext"),
+        },
+    )
     for model in ("mnist", "pnet", "nox3"):
         r = run(["extract", model], tmp_path, cli_env)
         assert r.returncode == 0, r.stderr
@@ -68,9 +72,17 @@ def test_bad_inputs_exit_2_with_a_message_and_leave_no_output(tmp_path, cli_env)
         "nan": {"source": "checkpoint", "path": str(tmp_path / "nan.pt"), "meta": meta},
     }
     write_params(tmp_path / "params.yaml", zoo)
-    _fails(run(["extract", "missing"], tmp_path, cli_env), "'missing'", "checkpoint not found", "nope.pt")
+    _fails(
+        run(["extract", "missing"], tmp_path, cli_env),
+        "'missing'",
+        "checkpoint not found",
+        "nope.pt",
+    )
     _fails(run(["extract", "corrupt"], tmp_path, cli_env), "'corrupt'", "cannot read checkpoint")
-    _fails(run(["extract", "unknown-arch"], tmp_path, cli_env), "unknown timm architecture 'resnet1888'")
+    _fails(
+        run(["extract", "unknown-arch"], tmp_path, cli_env),
+        "unknown timm architecture 'resnet1888'",
+    )
     _fails(run(["extract", "nan"], tmp_path, cli_env), "model 'nan', layer '0'", "NaN or Inf")
     _fails(run(["extract", "not-in-zoo"], tmp_path, cli_env), "'not-in-zoo' is not in the zoo")
     _fails(run(["assemble"], tmp_path, cli_env), "missing shard(s)")
@@ -80,8 +92,15 @@ def test_bad_inputs_exit_2_with_a_message_and_leave_no_output(tmp_path, cli_env)
 def test_params_errors_exit_2(tmp_path, cli_env) -> None:
     bad_label = {**MNIST_ENTRY, "meta": {**MNIST_ENTRY["meta"], "visual_category": "handwritting"}}
     write_params(tmp_path / "params.yaml", {"m": bad_label})
-    _fails(run(["extract", "m"], tmp_path, cli_env), "visual_category", "'handwritting'", "did you mean")
-    (tmp_path / "params.yaml").write_text("zoo:\n  a: {source: timm, arch: resnet18}\n  a: {source: timm}\n")
+    _fails(
+        run(["extract", "m"], tmp_path, cli_env),
+        "visual_category",
+        "'handwritting'",
+        "did you mean",
+    )
+    (tmp_path / "params.yaml").write_text(
+        "zoo:\n  a: {source: timm, arch: resnet18}\n  a: {source: timm}\n"
+    )
     _fails(run(["extract", "a"], tmp_path, cli_env), "duplicate key 'a'")
     write_params(tmp_path / "params.yaml", {"m": MNIST_ENTRY}, bogus={"x": 1})
     _fails(run(["extract", "m"], tmp_path, cli_env), "unknown top-level key(s) ['bogus']")
@@ -97,5 +116,12 @@ def test_validate_reports_a_broken_dataset(tmp_path, cli_env, tiny_dataset) -> N
     with netCDF4.Dataset(broken, "a") as nc:
         nc.variables["in_channels"][0] = -3
         nc.variables["task"][1] = 99
-    _fails(run(["validate", str(broken)], tmp_path, cli_env), "broken.nc", "in_channels", "-3", "task", "99")
+    _fails(
+        run(["validate", str(broken)], tmp_path, cli_env),
+        "broken.nc",
+        "in_channels",
+        "-3",
+        "task",
+        "99",
+    )
     _fails(run(["validate", str(tmp_path / "none.nc")], tmp_path, cli_env), "none.nc: no such file")

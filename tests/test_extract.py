@@ -92,7 +92,9 @@ def test_state_dict_depth_falls_back_to_key_order() -> None:
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_nan_or_inf_weights_are_rejected_naming_model_and_layer(branchy: nn.Module, bad: float) -> None:
+def test_nan_or_inf_weights_are_rejected_naming_model_and_layer(
+    branchy: nn.Module, bad: float
+) -> None:
     with torch.no_grad():
         branchy.a.weight[0, 0, 1, 1] = bad
     with pytest.raises(ExtractionError, match=r"model 'broken', layer 'a'"):

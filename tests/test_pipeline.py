@@ -25,7 +25,11 @@ def repo(tmp_path_factory, cli_env_module) -> Path:
     env = cli_env_module
     root = tmp_path_factory.mktemp("pipeline")
     copy_repo_files(root)
-    zoo = {"mnist": MNIST_ENTRY, "pnet": PNET_ENTRY, "tiny": random_entry("mobilenetv3_small_050", "mobilenet")}
+    zoo = {
+        "mnist": MNIST_ENTRY,
+        "pnet": PNET_ENTRY,
+        "tiny": random_entry("mobilenetv3_small_050", "mobilenet"),
+    }
     write_params(root / "params.yaml", zoo)
     sh(["git", "init", "-q"], root, env)
     sh(["dvc", "init", "-q"], root, env)
@@ -49,7 +53,11 @@ def test_second_repro_is_a_no_op_and_status_is_clean(repo: Path, cli_env_module)
 
 def test_changing_one_model_re_extracts_only_that_model(repo: Path, cli_env_module) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in (repo / "data" / "shards").iterdir()}
-    zoo = {"mnist": MNIST_ENTRY, "pnet": PNET_ENTRY, "tiny": random_entry("mobilenetv3_small_050", "mobilenet", seed=1)}
+    zoo = {
+        "mnist": MNIST_ENTRY,
+        "pnet": PNET_ENTRY,
+        "tiny": random_entry("mobilenetv3_small_050", "mobilenet", seed=1),
+    }
     write_params(repo / "params.yaml", zoo)
     out = sh(["dvc", "repro"], repo, cli_env_module)
     assert "Running stage 'extract@tiny'" in out
@@ -60,7 +68,9 @@ def test_changing_one_model_re_extracts_only_that_model(repo: Path, cli_env_modu
     assert "up to date" in sh(["dvc", "status"], repo, cli_env_module)
 
 
-def test_push_and_pull_round_trip_through_a_local_remote(repo: Path, tmp_path, cli_env_module) -> None:
+def test_push_and_pull_round_trip_through_a_local_remote(
+    repo: Path, tmp_path, cli_env_module
+) -> None:
     env = cli_env_module
     remote = tmp_path / "remote"
     sh(["dvc", "remote", "add", "-f", "-d", "local", str(remote)], repo, env)

@@ -38,7 +38,10 @@ def origin(tmp_path_factory, cli_env_module) -> Path:
     sh(["dvc", "init", "-q"], root, env)
     sh(["dvc", "config", "core.analytics", "false"], root, env)
     sh(["dvc", "remote", "add", "-d", "storage", str(remote)], root, env)
-    for version, extra in (("0.1.0", {}), ("0.2.0", {"tiny": random_entry("mobilenetv3_small_050", "mobilenet")})):
+    for version, extra in (
+        ("0.1.0", {}),
+        ("0.2.0", {"tiny": random_entry("mobilenetv3_small_050", "mobilenet")}),
+    ):
         write_params(root / "params.yaml", {**zoo, **extra}, release={"version": version})
         sh(["dvc", "repro"], root, env)
         sh(["git", "add", "-A"], root, env)
@@ -53,7 +56,14 @@ def test_release_folder_has_manifest_notes_and_artifacts(origin: Path) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["version"] == "0.2.0"
     assert manifest["counts"]["model_ids"] == ["mnist", "pnet", "tiny"]
-    for name in ("filters.nc", "degeneracy.nc", "shifts.nc", "models.csv", "layers.csv", "report.md"):
+    for name in (
+        "filters.nc",
+        "degeneracy.nc",
+        "shifts.nc",
+        "models.csv",
+        "layers.csv",
+        "report.md",
+    ):
         assert name in manifest["artifacts"]
     assert any(n.startswith("plots/") for n in manifest["artifacts"])
     notes = (folder / "RELEASE.md").read_text()
@@ -61,7 +71,9 @@ def test_release_folder_has_manifest_notes_and_artifacts(origin: Path) -> None:
     assert validate_release(folder).ok
 
 
-def test_fresh_clone_pulls_and_validates_and_catches_a_flipped_byte(origin, tmp_path, cli_env_module) -> None:
+def test_fresh_clone_pulls_and_validates_and_catches_a_flipped_byte(
+    origin, tmp_path, cli_env_module
+) -> None:
     env = cli_env_module
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", "--branch", "v0.1.0", str(origin), str(clone)], tmp_path, env)
@@ -76,8 +88,13 @@ def test_fresh_clone_pulls_and_validates_and_catches_a_flipped_byte(origin, tmp_
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0x01
     target.write_bytes(bytes(data))
-    r = subprocess.run(["filterdb", "validate", "releases/v0.1.0"], cwd=clone, env=env,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["filterdb", "validate", "releases/v0.1.0"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert "filters.nc: sha256" in r.stdout and "does not match the manifest" in r.stdout
 
@@ -116,9 +133,23 @@ def test_checking_out_the_older_tag_restores_its_bytes(origin, tmp_path, cli_env
 
 def test_dvc_get_and_open_release_fetch_one_artifact(origin, tmp_path, cli_env_module) -> None:
     env = cli_env_module
-    sh(["dvc", "get", str(origin), "releases/v0.1.0/filters.nc", "--rev", "v0.1.0", "-o",
-        str(tmp_path / "got.nc")], tmp_path, env)
-    assert (tmp_path / "got.nc").read_bytes() == (origin / "releases" / "v0.1.0" / "filters.nc").read_bytes()
+    sh(
+        [
+            "dvc",
+            "get",
+            str(origin),
+            "releases/v0.1.0/filters.nc",
+            "--rev",
+            "v0.1.0",
+            "-o",
+            str(tmp_path / "got.nc"),
+        ],
+        tmp_path,
+        env,
+    )
+    assert (tmp_path / "got.nc").read_bytes() == (
+        origin / "releases" / "v0.1.0" / "filters.nc"
+    ).read_bytes()
     with open_release("v0.1.0", repo=str(origin), cache_dir=tmp_path / "cache") as ds:
         assert list(ds["model"].values) == ["mnist", "pnet"]
 

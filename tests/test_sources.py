@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
 from safetensors.torch import save_file
 
-import pytest
 from filterdb.sources import ModelLoadError, list_sources, load_model
 from tests.conftest import MNIST_ENTRY, PNET_ENTRY
 
@@ -17,7 +17,7 @@ def test_registry_lists_the_builtin_sources() -> None:
 
 
 def test_unknown_source_names_the_known_ones() -> None:
-    with pytest.raises(ModelLoadError, match="unknown model source 'hub'.*package"):
+    with pytest.raises(ModelLoadError, match=r"unknown model source 'hub'.*package"):
         load_model("m", {"source": "hub"})
 
 
@@ -56,7 +56,7 @@ def test_timm_pretrained_from_a_local_weights_file(tmp_path, suffix: str) -> Non
 def test_timm_pretrained_without_local_weights_fails_without_network(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty hub cache
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(ModelLoadError, match="'m'.*no local pretrained weights for 'resnet10t'"):
+    with pytest.raises(ModelLoadError, match=r"'m'.*no local pretrained weights for 'resnet10t'"):
         load_model("m", {"source": "timm", "arch": "resnet10t", "pretrained": True})
 
 
@@ -66,7 +66,9 @@ def test_timm_pretrained_from_the_hub_cache(tmp_path, monkeypatch) -> None:
     donor = timm.create_model("resnet10t")
     snapshot = tmp_path / "hub" / "models--timm--resnet10t.c3_in1k" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, snapshot / "model.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in donor.state_dict().items()}, snapshot / "model.safetensors"
+    )
     refs = snapshot.parents[1] / "refs"
     refs.mkdir()
     (refs / "main").write_text("abc123")
@@ -78,7 +80,9 @@ def test_timm_pretrained_from_the_hub_cache(tmp_path, monkeypatch) -> None:
 
 def test_timm_missing_weights_file(tmp_path) -> None:
     with pytest.raises(ModelLoadError, match="weights file not found"):
-        load_model("m", {"source": "timm", "arch": "resnet10t", "weights_file": str(tmp_path / "x.pth")})
+        load_model(
+            "m", {"source": "timm", "arch": "resnet10t", "weights_file": str(tmp_path / "x.pth")}
+        )
 
 
 def test_checkpoint_state_dict_without_arch_and_with_arch(tmp_path) -> None:
@@ -102,7 +106,9 @@ def test_checkpoint_missing_corrupt_or_mismatched(tmp_path) -> None:
         load_model("m", {"source": "checkpoint", "path": str(bad)})
     torch.save({"conv.weight": torch.zeros(2, 2, 3, 3)}, tmp_path / "small.pt")
     with pytest.raises(ModelLoadError, match="does not fit timm architecture 'resnet10t'"):
-        load_model("m", {"source": "checkpoint", "path": str(tmp_path / "small.pt"), "arch": "resnet10t"})
+        load_model(
+            "m", {"source": "checkpoint", "path": str(tmp_path / "small.pt"), "arch": "resnet10t"}
+        )
 
 
 def test_package_source_reads_shipped_weights_without_importing_the_package() -> None:
@@ -119,5 +125,5 @@ def test_package_source_reads_shipped_weights_without_importing_the_package() ->
 def test_package_source_errors_name_the_package_and_file() -> None:
     with pytest.raises(ModelLoadError, match="package 'no-such-dist' is not installed"):
         load_model("m", {"source": "package", "package": "no-such-dist", "file": "x.pt"})
-    with pytest.raises(ModelLoadError, match="has no file 'nothing.pt'"):
+    with pytest.raises(ModelLoadError, match=r"has no file 'nothing\.pt'"):
         load_model("m", {"source": "package", "package": "facenet-pytorch", "file": "nothing.pt"})

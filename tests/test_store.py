@@ -14,8 +14,8 @@ import xarray as xr
 from filterdb.extract import extract_filters
 from filterdb.sources import LoadedModel, load_model
 from filterdb.store import (
-    StoreParams,
     StoreError,
+    StoreParams,
     assemble,
     atomic_path,
     content_hash,
@@ -43,7 +43,9 @@ def test_dataset_round_trips_bit_for_bit_through_xarray(tiny_dataset, engine: st
         assert int(ds["layer_filter_count"].sum()) == ds.sizes["filter"]
         assert ds["layer_filter_count"].attrs["sample_dimension"] == "filter"
         fl = ds["filter_layer"].values
-        assert np.array_equal(fl, np.repeat(np.arange(ds.sizes["layer"]), ds["layer_filter_count"].values))
+        assert np.array_equal(
+            fl, np.repeat(np.arange(ds.sizes["layer"]), ds["layer_filter_count"].values)
+        )
 
 
 def test_cf_attributes_and_coded_categories(tiny_dataset) -> None:
@@ -65,7 +67,9 @@ def test_ncdump_reads_the_header(tiny_dataset) -> None:
     ncdump = shutil.which("ncdump")
     if ncdump is None:
         pytest.skip("ncdump (netcdf-bin) is not installed")
-    out = subprocess.run([ncdump, "-h", str(tiny_dataset)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [ncdump, "-h", str(tiny_dataset)], capture_output=True, text=True, check=True
+    )
     assert "float weight(filter, ky, kx)" in out.stdout
     assert 'layer_filter_count:sample_dimension = "filter"' in out.stdout
 
@@ -75,8 +79,15 @@ def test_two_builds_give_identical_bytes_and_content_hash(tmp_path, tiny_dataset
     for model_id in ("mnist-cnn", "mtcnn-pnet"):
         entry = TINY_ZOO[model_id]
         loaded = load_model(model_id, entry)
-        shards.append(write_model(tmp_path / f"{model_id}.nc", extract_filters(model_id, loaded),
-                                  entry["meta"], entry["source"], loaded.weights))
+        shards.append(
+            write_model(
+                tmp_path / f"{model_id}.nc",
+                extract_filters(model_id, loaded),
+                entry["meta"],
+                entry["source"],
+                loaded.weights,
+            )
+        )
     a = assemble(shards, tmp_path / "a.nc")
     b = assemble(shards, tmp_path / "b.nc")
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b)]
@@ -119,8 +130,13 @@ def test_model_without_3x3_layers_is_kept_with_zero_layers(tmp_path, branchy) ->
 
     none = extract_filters("none", LoadedModel(module=torch.nn.Conv2d(3, 4, 1)))
     some = extract_filters("some", LoadedModel(module=branchy))
-    out = assemble([write_model(tmp_path / "n.nc", none, {}, "timm", "w"),
-                    write_model(tmp_path / "s.nc", some, {}, "timm", "w")], tmp_path / "f.nc")
+    out = assemble(
+        [
+            write_model(tmp_path / "n.nc", none, {}, "timm", "w"),
+            write_model(tmp_path / "s.nc", some, {}, "timm", "w"),
+        ],
+        tmp_path / "f.nc",
+    )
     with xr.open_dataset(out) as ds:
         models, layers, kc = read_tables(ds)
     assert list(models.index) == ["none", "some"]

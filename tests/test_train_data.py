@@ -142,7 +142,8 @@ def _fake_mnist_layout(root: Path, folder: str, n_train: int, n_test: int) -> di
 
 
 @pytest.mark.parametrize(
-    ("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")]
+    ("name", "folder"),
+    [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")],
 )
 def test_torchvision_folder_layout_loads_without_download(tmp_path, name, folder):
     arrays = _fake_mnist_layout(tmp_path, folder, n_train=20, n_test=12)

@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from filterdb import store
 from filterdb.schema import validate_dataset
 from filterdb.store import read_tables
 from filterdb.upstream import (

@@ -20,7 +20,9 @@ def test_the_default_params_define_the_default_zoo() -> None:
 def test_duplicate_model_ids_are_an_error(tmp_path) -> None:
     p = tmp_path / "params.yaml"
     p.write_text("zoo:\n  a: {source: timm, arch: resnet18}\n  a: {source: timm, arch: vgg11}\n")
-    with pytest.raises(ParamsError, match=r"params.yaml: duplicate key 'a' at line 3 \(first at line 2\)"):
+    with pytest.raises(
+        ParamsError, match=r"params.yaml: duplicate key 'a' at line 3 \(first at line 2\)"
+    ):
         load_params(p)
 
 
@@ -49,7 +51,7 @@ def test_unknown_meta_keys_and_values_outside_vocabularies_are_all_reported() ->
 def test_bad_ids_and_missing_sources_are_errors() -> None:
     with pytest.raises(ParamsError, match="model id 'bad id'"):
         zoo_entries({"zoo": {"bad id": MNIST_ENTRY}})
-    with pytest.raises(ParamsError, match="zoo.m has no 'source'"):
+    with pytest.raises(ParamsError, match=r"zoo\.m has no 'source'"):
         zoo_entries({"zoo": {"m": {"meta": {}}}})
 
 

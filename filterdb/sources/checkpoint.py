@@ -53,7 +53,9 @@ def read_state_dict(path: Path, model_id: str = "?") -> dict[str, torch.Tensor]:
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
     if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelLoadError(f"model {model_id!r}: checkpoint {path} holds no state dict of tensors")
+        raise ModelLoadError(
+            f"model {model_id!r}: checkpoint {path} holds no state dict of tensors"
+        )
     return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 

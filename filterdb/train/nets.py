@@ -98,9 +98,7 @@ def get_arch(name: str) -> ArchSpec:
         ) from None
 
 
-def build_net(
-    name: str, in_channels: int, n_classes: int, width: int | None = None
-) -> nn.Module:
+def build_net(name: str, in_channels: int, n_classes: int, width: int | None = None) -> nn.Module:
     """Build a freshly initialised net from the registry.
 
     Parameters

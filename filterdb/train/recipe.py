@@ -35,8 +35,8 @@ __all__ = [
     "TrainConfig",
     "atomic_save",
     "evaluate",
-    "recalibrate_batchnorm",
     "lr_factor",
+    "recalibrate_batchnorm",
     "train",
     "train_entry",
 ]
@@ -252,9 +252,7 @@ def train(
             nesterov=True,
             weight_decay=config.weight_decay,
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, total, config.warmup)
-        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, config.warmup))
         net.train()
         train_loss = float("nan")
         for epoch in range(config.epochs):
@@ -376,7 +374,9 @@ def train_entry(
     """
     config = _config_from_entry(model_id, entry)
     data = load_dataset(
-        entry["dataset"], n_train=entry.get("n_train"), n_test=entry.get("n_test"),
+        entry["dataset"],
+        n_train=entry.get("n_train"),
+        n_test=entry.get("n_test"),
         root=entry.get("root"),
     )
     with _torch_state(config.threads):

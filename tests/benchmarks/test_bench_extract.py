@@ -49,8 +49,15 @@ def test_extract_and_write_vs_numpy_save(benchmark, loaded, tmp_path) -> None:
     t = benchmark.stats.stats.min if benchmark.stats else _min_time(extract_and_write, 1)
     ratio = t / baseline
     benchmark.extra_info.update(
-        arch=ARCH, filters=n, seconds=t, filters_per_second=n / t,
-        numpy_save_seconds=baseline, ratio_to_numpy_save=ratio,
+        arch=ARCH,
+        filters=n,
+        seconds=t,
+        filters_per_second=n / t,
+        numpy_save_seconds=baseline,
+        ratio_to_numpy_save=ratio,
     )
-    print(f"\n{ARCH}: {n:,} filters, {n / t:,.0f} filters/s, {ratio:.2f}x numpy.save ({baseline:.3f} s)")
+    print(
+        f"\n{ARCH}: {n:,} filters, {n / t:,.0f} filters/s, "
+        f"{ratio:.2f}x numpy.save ({baseline:.3f} s)"
+    )
     assert out.stat().st_size >= same.nbytes  # the shard holds every filter
