@@ -123,7 +123,7 @@ def test_checking_out_the_older_tag_restores_its_bytes(origin, tmp_path, cli_env
     sh(["dvc", "pull", "-q"], clone, env)
     new = (clone / "data" / "filters.nc").read_bytes()
     sh(["git", "checkout", "-q", "v0.1.0"], clone, env)
-    sh(["dvc", "checkout", "-q"], clone, env)
+    sh(["dvc", "pull", "-q"], clone, env)
     old = (clone / "releases" / "v0.1.0" / "filters.nc").read_bytes()
     assert old == (origin / "releases" / "v0.1.0" / "filters.nc").read_bytes()
     assert old != new

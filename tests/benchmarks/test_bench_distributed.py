@@ -115,6 +115,11 @@ def test_bench_throughput_one_vs_two_workers(benchmark, bench_dir):
     path = _file(bench_dir, n)
     rates, cores = {}, {}
     kwargs = {"partition_filters": _partition(n, 8)}
+    with xr.open_dataset(path) as ds:  # the single-process path, for reference
+        cpu0, t = _cpu_s(), time.perf_counter()
+        compute_stats(ds)
+        wall = time.perf_counter() - t
+        rates[0], cores[0] = n / wall, (_cpu_s() - cpu0) / wall
     for workers in (1, 2):
         with _cluster(workers) as cluster, distributed.Client(cluster) as client:
             compute_stats_dask(path, scheduler=client, **kwargs)  # warm workers, page cache
@@ -134,10 +139,12 @@ def test_bench_throughput_one_vs_two_workers(benchmark, bench_dir):
     ratio = rates[2] / rates[1]
     benchmark.extra_info.update(
         n_filters=n, filters_per_s_1_worker=rates[1], filters_per_s_2_workers=rates[2],
+        filters_per_s_single_process=rates[0], single_process_cores_used=cores[0],
         speedup_2_over_1=ratio, worker_cores_used_1=cores[1], worker_cores_used_2=cores[2],
         load_average=os.getloadavg()[0],
     )
-    print(f"\n{n} filters: 1 worker {rates[1] / 1e6:.2f} M filters/s ({cores[1]:.2f} cores "
+    print(f"\n{n} filters: single process {rates[0] / 1e6:.2f} M filters/s ({cores[0]:.2f} "
+          f"cores used); 1 worker {rates[1] / 1e6:.2f} M filters/s ({cores[1]:.2f} cores "
           f"used), 2 workers {rates[2] / 1e6:.2f} M filters/s ({cores[2]:.2f} cores used), "
           f"ratio {ratio:.2f}; per worker-CPU-second: 1 worker "
           f"{rates[1] / cores[1] / 1e6:.2f} M, 2 workers {rates[2] / cores[2] / 1e6:.2f} M; "
