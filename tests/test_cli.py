@@ -125,3 +125,16 @@ def test_validate_reports_a_broken_dataset(tmp_path, cli_env, tiny_dataset) -> N
         "99",
     )
     _fails(run(["validate", str(tmp_path / "none.nc")], tmp_path, cli_env), "none.nc: no such file")
+
+
+def test_import_upstream_converts_and_reports(tmp_path, cli_env) -> None:
+    from tests.test_upstream import write_upstream
+
+    write_upstream(tmp_path / "dataset.h5")
+    r = run(["import-upstream", "dataset.h5", "--out", "up.nc"], tmp_path, cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "up.nc.import-report.json" in r.stdout
+    assert run(["validate", "up.nc"], tmp_path, cli_env).returncode == 0
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    _fails(run(["import-upstream", "bad.h5", "--out", "bad.nc"], tmp_path, cli_env), "bad.h5")
+    assert not (tmp_path / "bad.nc").exists()
