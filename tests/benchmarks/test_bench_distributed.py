@@ -8,6 +8,8 @@ Scale with environment variables (defaults keep ``--benchmark-disable`` runs qui
   test (default ``"2e5,1e6"``; ``"1e7,1e8"`` for the 10M/100M run: 0.36 GB and 3.6 GB files).
 - ``FILTERDB_BENCH_DIST_COST_FILE``: a dataset for the per-filter cost breakdown (default: a
   synthetic file of ``FILTERDB_BENCH_DIST_FILTERS`` filters; e.g. ``data/filters.nc``).
+- ``FILTERDB_BENCH_DIST_MALLOC``: ``tuned`` (default: workers get
+  ``filterdb.distributed.WORKER_ENVIRON``) or ``dask`` (dask's own ``MALLOC_TRIM_THRESHOLD_``).
 - ``FILTERDB_BENCH_DIR``: where the synthetic files go (default: pytest's temporary directory;
   files of 5e6 filters or more are deleted after use).
 
@@ -28,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import dask
 import netCDF4
 import pytest
 import xarray as xr
@@ -37,7 +40,7 @@ from conftest_stats import write_large_synthetic
 
 from filterdb._reading import chunk_size_of, iter_chunks, iter_layers, layer_table
 from filterdb.degeneracy import DegeneracyParams, _DegeneracyPass, blas_limit
-from filterdb.distributed import compute_stats_dask
+from filterdb.distributed import compute_stats_dask, worker_config
 from filterdb.shifts import (
     CoefficientRange,
     GroupHistogram,
@@ -76,14 +79,19 @@ def _file(bench_dir: Path, n: int) -> Path:
     return path
 
 
+MALLOC = os.environ.get("FILTERDB_BENCH_DIST_MALLOC", "tuned")
+
+
 def _cluster(n_workers: int) -> distributed.LocalCluster:
-    return distributed.LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-    )
+    config = worker_config() if MALLOC == "tuned" else {}
+    with dask.config.set(config):
+        return distributed.LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        )
 
 
 def _vmhwm_mb() -> float:
@@ -141,14 +149,14 @@ def test_bench_throughput_one_vs_two_workers(benchmark, bench_dir):
         n_filters=n, filters_per_s_1_worker=rates[1], filters_per_s_2_workers=rates[2],
         filters_per_s_single_process=rates[0], single_process_cores_used=cores[0],
         speedup_2_over_1=ratio, worker_cores_used_1=cores[1], worker_cores_used_2=cores[2],
-        load_average=os.getloadavg()[0],
+        load_average=os.getloadavg()[0], malloc=MALLOC,
     )
     print(f"\n{n} filters: single process {rates[0] / 1e6:.2f} M filters/s ({cores[0]:.2f} "
           f"cores used); 1 worker {rates[1] / 1e6:.2f} M filters/s ({cores[1]:.2f} cores "
           f"used), 2 workers {rates[2] / 1e6:.2f} M filters/s ({cores[2]:.2f} cores used), "
           f"ratio {ratio:.2f}; per worker-CPU-second: 1 worker "
           f"{rates[1] / cores[1] / 1e6:.2f} M, 2 workers {rates[2] / cores[2] / 1e6:.2f} M; "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}; malloc {MALLOC}")
 
 
 def test_worker_peak_memory_is_flat_in_the_number_of_filters(bench_dir):
@@ -170,7 +178,8 @@ def test_worker_peak_memory_is_flat_in_the_number_of_filters(bench_dir):
               f"{sorted(round(v) for v in hwm.values())} MB")
         if n >= 5_000_000:
             path.unlink()
-    print("\nworker peak RSS (MB) by filters:", {k: round(v) for k, v in peaks.items()})
+    print(f"\nworker peak RSS (MB) by filters, malloc {MALLOC}:",
+          {k: round(v) for k, v in peaks.items()})
     values = list(peaks.values())
     assert max(values) < 1024
     assert max(values) - min(values) < 150
@@ -210,13 +219,20 @@ def _read_time(path: Path, chunk: int) -> float:
 
 
 def _time(fn) -> float:
-    t = time.perf_counter()
+    """CPU seconds (user + system) of ``fn()`` in this process: single-threaded work measured
+    this way does not depend on what else runs on a shared machine."""
+    t = _cpu_s()
     fn()
-    return time.perf_counter() - t
+    return _cpu_s() - t
 
 
 def test_per_filter_costs(benchmark, bench_dir):
-    """Seconds per filter of a read and of each statistic's compute, one process, one core."""
+    """CPU seconds per filter of a read and of each statistic's compute, one process, one core.
+
+    Reads are from the page cache (the file was just read), so they measure HDF5 and copying;
+    ``read_zlib`` reads a zlib-compressed copy (decompression); ``read_disk_direct`` is the
+    device speed without the page cache (``dd iflag=direct``, wall time).
+    """
     cost_file = os.environ.get("FILTERDB_BENCH_DIST_COST_FILE")
     path = Path(cost_file) if cost_file else _file(bench_dir, _n_filters(benchmark))
     dp, sp = DegeneracyParams(), ShiftsParams()
