@@ -132,7 +132,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"model {args.model!r} is not in the 'trained' section of {args.params}")
     settings = {**(params.get("train") or {}), **entry}
     metrics = train_entry(args.model, settings, Path(args.models_dir), progress=True)
-    print(json.dumps(metrics, indent=1, sort_keys=True))
+    text = json.dumps(metrics, indent=1, sort_keys=True) + "\n"
+    if args.metrics_dir:
+        from filterdb._atomic import write_atomic_text
+
+        write_atomic_text(text, Path(args.metrics_dir) / f"{args.model}.json")
+    print(text, end="")
     return 0
 
 
@@ -162,6 +167,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if not source.exists():
         raise CLIError(f"{source}: no such file")
     deg_params, shift_params = params.get("degeneracy"), params.get("shifts")
+    dask_params = dict(params.get("dask") or {})
+    if args.scheduler:
+        dask_params["scheduler"] = args.scheduler
+    if dask_params.get("scheduler"):
+        from filterdb.distributed import DaskParams, write_stats_dask
+
+        if args.which != "all":
+            raise CLIError("a dask scheduler runs both statistics: use 'filterdb stats all'")
+        dp = DaskParams.from_dict(dask_params)
+        summary = write_stats_dask(
+            source, args.degeneracy, args.metrics, args.shifts, deg_params, shift_params,
+            scheduler=dp.scheduler, partition_filters=dp.partition_filters,
+        )
+        print(json.dumps(summary, indent=1))
+        return 0
     if args.which == "degeneracy":
         summary = write_degeneracy(source, args.degeneracy, args.metrics, deg_params)
     elif args.which == "shifts":
@@ -173,6 +193,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
             source, args.degeneracy, args.metrics, args.shifts, deg_params, shift_params
         )
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a dataset to Zarr (netCDF stays the release format)."""
+    from filterdb.export import export_zarr
+
+    path = Path(args.path)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    print(export_zarr(path, args.out))
     return 0
 
 
@@ -248,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model id in params.yaml")
     _add_params(p)
     p.add_argument("--models-dir", default="models", help="checkpoint folder (default: models)")
+    p.add_argument(
+        "--metrics-dir", default="metrics/train", help="held-out metrics (default: metrics/train)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("stats", help="degeneracy and shift statistics of a dataset")
@@ -261,7 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics", default="metrics/degeneracy.json", help="default: metrics/degeneracy.json"
     )
     p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
+    p.add_argument(
+        "--scheduler",
+        help="run on dask: threads, processes, or a scheduler address tcp://HOST:PORT "
+        "(default: params dask.scheduler; none = single process)",
+    )
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("export", help="write a dataset in another format (Zarr)")
+    p.add_argument("path", help="a dataset file")
+    p.add_argument("out", help="output store, e.g. data/filters.zarr")
+    p.add_argument("--format", choices=["zarr"], default="zarr", help="default: zarr")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("plots", help="figures from the statistics files")
     p.add_argument(

@@ -38,19 +38,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from filterdb._reading import (
-    chunk_size_of,
-    iter_chunks,
-    iter_layers,
-    layer_table,
-    write_atomic_netcdf,
-    write_atomic_text,
-)
+from filterdb._atomic import write_atomic_netcdf, write_atomic_text
+from filterdb._reading import chunk_size_of, iter_chunks, iter_layers, layer_table
 from filterdb.degeneracy import (
     DegeneracyParams,
     _DegeneracyPass,
@@ -106,8 +101,9 @@ WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": 64 << 20, "MALLOC_MMAP_THRESHOLD_": 
 def worker_config() -> dict[str, Any]:
     """dask configuration giving nanny-started workers :data:`WORKER_ENVIRON`.
 
-    Use it around the creation of a ``LocalCluster`` (or export the equivalent
-    ``DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__...`` variables before ``dask worker``).
+    Use it around the creation of a ``LocalCluster``; for ``dask worker`` put the same keys
+    in a dask YAML config file (``docs/scaling.md``): environment variables
+    ``DASK_DISTRIBUTED__...`` lower-case the variable name and do not work.
 
     Examples
     --------
@@ -170,7 +166,8 @@ def scheduler_context(scheduler: Scheduler = None) -> Iterator[dict[str, Any]]:
     scheduler : None, str or distributed.Client
         ``None`` (dask's default), a local scheduler name (:data:`LOCAL_SCHEDULERS`), a
         distributed scheduler address (``"tcp://host:port"``, ``"host:port"``), or a
-        ``distributed.Client`` (used as is, not closed).
+        ``distributed.Client`` (used as is, not closed). ``"processes"`` keeps one process
+        pool for the whole block.
 
     Yields
     ------
@@ -186,6 +183,15 @@ def scheduler_context(scheduler: Scheduler = None) -> Iterator[dict[str, Any]]:
     """
     if scheduler is None:
         yield {}
+    elif isinstance(scheduler, str) and scheduler.lower() in ("processes", "multiprocessing"):
+        # one pool for every ``dask.compute`` of the block (not one spawn per round)
+        from concurrent.futures import ProcessPoolExecutor
+
+        from dask.multiprocessing import get_context
+
+        workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+        with ProcessPoolExecutor(workers, mp_context=get_context()) as pool:
+            yield {"scheduler": "processes", "pool": pool}
     elif isinstance(scheduler, str) and scheduler.lower() in LOCAL_SCHEDULERS:
         yield {"scheduler": scheduler.lower()}
     elif isinstance(scheduler, str) and ":" in scheduler:
@@ -204,8 +210,6 @@ def scheduler_context(scheduler: Scheduler = None) -> Iterator[dict[str, Any]]:
 
 def _tree_reduce(items: Sequence[Any], merge: Callable[..., Any], fan_in: int = 8) -> Any:
     """Combine delayed ``items`` with ``merge(*group)`` tasks in a tree of width ``fan_in``."""
-    import dask
-
     level = list(items)
     if not level:
         raise ValueError("nothing to reduce")
@@ -328,9 +332,9 @@ def _merge_pass1(*parts: _Pass1) -> _Pass1:
     return _Pass1(rows, pca, bad)
 
 
-#: One lock per process around every netCDF/HDF5 call made by the tasks: the C libraries are
-#: not thread-safe, and xarray's cached file handles closed by the garbage collector in another
-#: thread crash the threaded scheduler (observed with netCDF-C 4.10 / HDF5 2.2).
+#: One lock per process around every netCDF/HDF5 call made by the tasks, which use plain
+#: ``netCDF4`` handles: opening the file with ``xarray.open_dataset`` from two threads
+#: segfaulted (netCDF-C 4.10, HDF5 2.2), even with every call serialised by a lock.
 _NC_LOCK = threading.Lock()
 
 
@@ -364,11 +368,14 @@ def _open(path: str) -> Iterator[xr.Dataset]:
         with _NC_LOCK:
             store = NetCDF4DataStore(nc)
             meta = xr.open_dataset(store).drop_dims("filter").load()
-            nc.set_auto_mask(False)
-            weight = _LockedWeight(nc.variables["weight"])
-        lazy = indexing.LazilyIndexedArray(weight)
-        ds = meta.assign(weight=xr.Variable(("filter", "ky", "kx"), lazy))
-        yield ds
+            nc.set_auto_maskandscale(False)
+            var = nc.variables["weight"]
+            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+            dims = tuple(var.dimensions)
+            lazy = indexing.LazilyIndexedArray(_LockedWeight(var))
+        # CF decoding (fill values, scaling) exactly as xarray.open_dataset applies it
+        weight = xr.conventions.decode_cf_variable("weight", xr.Variable(dims, lazy, attrs))
+        yield meta.assign(weight=weight)
     finally:
         with _NC_LOCK:
             nc.close()
@@ -434,14 +441,14 @@ class _SlotCounts:
 
 
 def _merge_counts(*parts: _SlotCounts) -> _SlotCounts:
-    full = [p for p in parts if p.counts is not None]
+    full = [(p.offset, p.counts) for p in parts if p.counts is not None]
     if not full:
         return _SlotCounts(0, None)
-    lo = min(p.offset for p in full)
-    hi = max(p.offset + p.counts.shape[0] for p in full)  # type: ignore[union-attr]
-    out = np.zeros((hi - lo, *full[0].counts.shape[1:]), np.int64)  # type: ignore[union-attr]
-    for p in full:
-        out[p.offset - lo : p.offset - lo + p.counts.shape[0]] += p.counts  # type: ignore[union-attr]
+    lo = min(off for off, _ in full)
+    hi = max(off + c.shape[0] for off, c in full)
+    out = np.zeros((hi - lo, *full[0][1].shape[1:]), np.int64)
+    for off, c in full:
+        out[off - lo : off - lo + c.shape[0]] += c
     return _SlotCounts(lo, out)
 
 
@@ -522,8 +529,6 @@ def compute_stats_dask(
     --------
     >>> deg, sh = compute_stats_dask("data/filters.nc", scheduler="threads")  # doctest: +SKIP
     """
-    import dask
-
     path = _resolve(path)
     dp = DegeneracyParams.coerce(degeneracy_params)
     sp = ShiftsParams.coerce(shifts_params)
@@ -658,8 +663,6 @@ def extract_many(
         :func:`filterdb.store.assemble` (whose output is then byte-identical to a sequential
         build).
     """
-    import dask
-
     shards_dir = Path(shards_dir)
     shards_dir.mkdir(parents=True, exist_ok=True)
     ids = list(zoo)
