@@ -45,6 +45,7 @@ from filterdb._reading import (
     write_atomic_netcdf,
     write_atomic_text,
 )
+from filterdb.contract import CATEGORICAL
 
 __all__ = [
     "DegeneracyParams",
@@ -60,16 +61,7 @@ __all__ = [
 STATS_VERSION = 1
 
 #: Model-level categorical variables copied into ``stats/degeneracy.nc`` when present.
-MODEL_META = (
-    "task",
-    "visual_category",
-    "training_dataset",
-    "pretraining_dataset",
-    "architecture",
-    "family",
-    "source",
-    "training",
-)
+MODEL_META = CATEGORICAL
 
 H_REASONS = "defined fewer-than-two-filters zero-variance non-finite-weights"
 S_REASONS = "defined all-zero-layer non-finite-weights"

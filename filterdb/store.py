@@ -21,6 +21,7 @@ import pandas as pd
 
 from filterdb import __version__
 from filterdb._atomic import atomic_path
+from filterdb.contract import CATEGORICAL, DEPTH_METHODS, SCHEMA_VERSION
 
 __all__ = [
     "CATEGORICAL",
@@ -36,18 +37,6 @@ __all__ = [
     "write_model",
 ]
 
-SCHEMA_VERSION = 1
-CATEGORICAL = (
-    "task",
-    "visual_category",
-    "training_dataset",
-    "pretraining_dataset",
-    "architecture",
-    "family",
-    "source",
-    "training",
-)
-DEPTH_METHODS = ("fx", "execution-order", "key-order", "upstream")
 MODEL_INT = (
     "n_parameters",
     "n_filters_3x3",
@@ -237,6 +226,18 @@ def _set_attrs(var: Any, name: str) -> None:
         var.units = units
 
 
+def _put(nc: Any, name: str, dtype: Any, dims: tuple[str, ...], values: Any, **kwargs: Any) -> Any:
+    """Create variable ``name`` with its CF attributes and write ``values`` (if any)."""
+    var = nc.createVariable(name, dtype, dims, **kwargs)
+    _set_attrs(var, name)
+    if dtype is str:
+        for i, x in enumerate(values):
+            var[i] = str(x)
+    elif np.size(values):
+        var[:] = np.asarray(values, dtype=np.dtype(dtype))
+    return var
+
+
 def write_dataset(
     path: str | os.PathLike[str],
     models: pd.DataFrame,
@@ -308,68 +309,33 @@ def write_dataset(
             _set_attrs(fl, "filter_layer")
 
             # models
-            v = nc.createVariable("model", str, ("model",))
-            _set_attrs(v, "model")
+            v = _put(nc, "model", str, ("model",), models.index)
             v.cf_role = "timeseries_id"  # one feature per model
-            for i, mid in enumerate(models.index):
-                v[i] = str(mid)
             for name in CATEGORICAL:
                 codes, meanings = _codes([str(x) for x in models[name]])
-                v = nc.createVariable(name, "i2", ("model",))
-                _set_attrs(v, name)
+                v = _put(nc, name, "i2", ("model",), codes)
                 v.flag_values = np.arange(len(meanings), dtype=np.int16)
                 v.flag_meanings = " ".join(meanings)
-                if n_models:
-                    v[:] = codes
-            v = nc.createVariable("weights", str, ("model",))
-            _set_attrs(v, "weights")
-            for i, s in enumerate(models["weights"]):
-                v[i] = str(s)
+            _put(nc, "weights", str, ("model",), models["weights"])
             for name in MODEL_INT:
-                v = nc.createVariable(name, "i8", ("model",))
-                _set_attrs(v, name)
-                if n_models:
-                    v[:] = models[name].to_numpy(np.int64)
+                _put(nc, name, "i8", ("model",), models[name])
             for name in MODEL_FLOAT:
-                v = nc.createVariable(name, "f8", ("model",), fill_value=np.nan)
-                _set_attrs(v, name)
-                if n_models:
-                    v[:] = models[name].to_numpy(np.float64)
-            v = nc.createVariable("kernel_shape", str, ("kernel_shape",))
-            _set_attrs(v, "kernel_shape")
-            for i, s in enumerate(kernel_counts.columns):
-                v[i] = str(s)
-            v = nc.createVariable("kernel_count", "i8", ("model", "kernel_shape"))
-            _set_attrs(v, "kernel_count")
-            if kernel_counts.size:
-                v[:] = kernel_counts.to_numpy(np.int64)
+                _put(nc, name, "f8", ("model",), models[name], fill_value=np.nan)
+            _put(nc, "kernel_shape", str, ("kernel_shape",), kernel_counts.columns)
+            _put(nc, "kernel_count", "i8", ("model", "kernel_shape"), kernel_counts.to_numpy())
 
             # layers
-            v = nc.createVariable("layer_name", str, ("layer",))
-            _set_attrs(v, "layer_name")
-            for i, s in enumerate(layers["layer_name"]):
-                v[i] = str(s)
+            _put(nc, "layer_name", str, ("layer",), layers["layer_name"])
             for name in LAYER_INT64:
-                v = nc.createVariable(name, "i8", ("layer",))
-                _set_attrs(v, name)
-                if n_layers:
-                    v[:] = layers[name].to_numpy(np.int64)
+                _put(nc, name, "i8", ("layer",), layers[name])
             nc.variables["layer_filter_count"].sample_dimension = "filter"
             for name in LAYER_INT32:
-                v = nc.createVariable(name, "i4", ("layer",))
-                _set_attrs(v, name)
-                if n_layers:
-                    v[:] = layers[name].to_numpy(np.int32)
-            v = nc.createVariable("conv_depth_norm", "f8", ("layer",))
-            _set_attrs(v, "conv_depth_norm")
-            if n_layers:
-                v[:] = layers["conv_depth_norm"].to_numpy(np.float64)
-            v = nc.createVariable("depth_method", "i1", ("layer",))
-            _set_attrs(v, "depth_method")
+                _put(nc, name, "i4", ("layer",), layers[name])
+            _put(nc, "conv_depth_norm", "f8", ("layer",), layers["conv_depth_norm"])
+            codes = [DEPTH_METHODS.index(m) for m in layers["depth_method"]]
+            v = _put(nc, "depth_method", "i1", ("layer",), codes)
             v.flag_values = np.arange(len(DEPTH_METHODS), dtype=np.int8)
             v.flag_meanings = " ".join(DEPTH_METHODS)
-            if n_layers:
-                v[:] = np.array([DEPTH_METHODS.index(m) for m in layers["depth_method"]], np.int8)
 
             nc.setncatts(
                 {

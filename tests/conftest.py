@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -161,3 +162,10 @@ def cli_env_module() -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["HF_HUB_OFFLINE"] = "1"
     return env
+
+
+def sh(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run a command (git, dvc, filterdb) and return its output; fail the test if it fails."""
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
+    return r.stdout + r.stderr

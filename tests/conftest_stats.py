@@ -14,16 +14,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-CATEGORICAL = (
-    "task",
-    "visual_category",
-    "training_dataset",
-    "pretraining_dataset",
-    "architecture",
-    "family",
-    "source",
-    "training",
-)
+from filterdb.contract import CATEGORICAL
 
 # A fixed, clearly anisotropic 9x9 mixing: filters z @ MIX have distinct PCA variances.
 _MIX_RNG = np.random.default_rng(1234)

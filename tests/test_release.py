@@ -12,15 +12,9 @@ import pytest
 import xarray as xr
 
 from filterdb.release import ReleaseError, normalize_version, open_release, validate_release
-from tests.conftest import MNIST_ENTRY, PNET_ENTRY, copy_repo_files, random_entry, write_params
+from tests.conftest import MNIST_ENTRY, PNET_ENTRY, copy_repo_files, random_entry, sh, write_params
 
 pytestmark = pytest.mark.slow
-
-
-def sh(args: list[str], cwd: Path, env: dict[str, str]) -> str:
-    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
-    return r.stdout + r.stderr
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 
 from filterdb import schema
+from filterdb.contract import CATEGORICAL
 from filterdb.schema import (
     SchemaValidationError,
     load_vocabularies,
@@ -24,16 +25,7 @@ from filterdb.schema import (
 # fixtures: a tiny contract-conforming database (2 models, 3 layers, 18 filters)
 # --------------------------------------------------------------------------------------------
 
-MODEL_CODED = [
-    "task",
-    "visual_category",
-    "training_dataset",
-    "pretraining_dataset",
-    "architecture",
-    "family",
-    "source",
-    "training",
-]
+MODEL_CODED = list(CATEGORICAL)
 
 
 def make_models() -> pd.DataFrame:
