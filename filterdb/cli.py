@@ -36,21 +36,28 @@ def _entry(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    """Extract one zoo model's 3x3 filters into a shard."""
-    from filterdb.extract import extract_filters
-    from filterdb.sources import load_model
-    from filterdb.store import StoreParams, write_model
+    """Extract one zoo model's 3x3 filters into a shard (or every model, in parallel)."""
+    from filterdb.build import build_shard
+    from filterdb.zoo import zoo_entries
 
     params = _params(args)
+    if args.all:
+        from filterdb.distributed import extract_many
+
+        entries = zoo_entries(params, str(args.params))
+        shards = extract_many(
+            entries,
+            args.shards_dir,
+            scheduler=args.scheduler or "processes",
+            store=params.get("store"),
+        )
+        print(f"{len(shards)} shards -> {args.shards_dir}")
+        return 0
+    if not args.model:
+        raise CLIError("name a model id, or use --all")
     entry = _entry(args, params)
-    meta = dict(entry["meta"])
-    loaded = load_model(args.model, entry)
-    meta = {**loaded.extra_meta, **meta}
-    mf = extract_filters(args.model, loaded)
     out = Path(args.out or Path(args.shards_dir) / f"{args.model}.nc")
-    write_model(
-        out, mf, meta, entry["source"], loaded.weights, StoreParams.from_dict(params.get("store"))
-    )
+    mf = build_shard(args.model, entry, out, params.get("store"))
     note = "" if mf.layers else " (no 3x3 conv: kept with 0 layers, its kernel counts recorded)"
     print(
         f"{args.model}: {len(mf.layers)} layers, {mf.n_filters_3x3:,} 3x3 filters, "
@@ -177,8 +184,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
             raise CLIError("a dask scheduler runs both statistics: use 'filterdb stats all'")
         dp = DaskParams.from_dict(dask_params)
         summary = write_stats_dask(
-            source, args.degeneracy, args.metrics, args.shifts, deg_params, shift_params,
-            scheduler=dp.scheduler, partition_filters=dp.partition_filters,
+            source,
+            args.degeneracy,
+            args.metrics,
+            args.shifts,
+            deg_params,
+            shift_params,
+            scheduler=dp.scheduler,
+            partition_filters=dp.partition_filters,
         )
         print(json.dumps(summary, indent=1))
         return 0
@@ -248,7 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("extract", help="extract one zoo model's 3x3 filters into a shard")
-    p.add_argument("model", help="model id in params.yaml")
+    p.add_argument("model", nargs="?", help="model id in params.yaml")
+    p.add_argument("--all", action="store_true", help="every zoo model, in parallel (dask)")
+    p.add_argument(
+        "--scheduler", help="with --all: processes (default), threads, or tcp://HOST:PORT"
+    )
     _add_params(p)
     p.add_argument("--shards-dir", default="data/shards", help="default: data/shards")
     p.add_argument("--out", help="shard path (default: SHARDS_DIR/MODEL.nc)")

@@ -620,16 +620,11 @@ def _extract_one(
     model_id: str, entry: Mapping[str, Any], out: str, store: Mapping[str, Any] | None
 ) -> str:
     """Load, extract and write one model's shard (imports torch lazily, in the worker)."""
-    from filterdb.extract import extract_filters
-    from filterdb.sources import load_model
-    from filterdb.store import StoreParams, write_model
+    from filterdb.build import build_shard
 
-    # sources seed torch's global RNG before a random init: serialise that within a process
+    # sources seed torch's global RNG before a random init: serialise builds within a process
     with _LOAD_LOCK:
-        loaded = load_model(model_id, entry)
-    mf = extract_filters(model_id, loaded)
-    meta = dict(entry.get("meta", {}))
-    write_model(out, mf, meta, entry["source"], loaded.weights, StoreParams.from_dict(store))
+        build_shard(model_id, entry, out, store)
     return out
 
 

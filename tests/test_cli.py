@@ -138,3 +138,39 @@ def test_import_upstream_converts_and_reports(tmp_path, cli_env) -> None:
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
     _fails(run(["import-upstream", "bad.h5", "--out", "bad.nc"], tmp_path, cli_env), "bad.h5")
     assert not (tmp_path / "bad.nc").exists()
+
+
+def test_generated_timm_zoo_builds_offline_from_local_weights(tmp_path, cli_env) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    names = ["mobilenetv3_small_050.lamb_in1k", "resnet10t.c3_in1k"]
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    for seed, name in enumerate(names[:1]):  # weights for the first only: the second is skipped
+        torch.manual_seed(seed)
+        donor = timm.create_model(name.split(".")[0])
+        state = {k: v.contiguous() for k, v in donor.state_dict().items()}
+        save_file(state, wdir / f"{name}.safetensors")
+    env = {**cli_env, "HF_HUB_CACHE": str(tmp_path / "empty-hub"), "TORCH_HOME": str(tmp_path)}
+    args = ["zoo", "timm", "--out", "zoo.yaml", "--weights-dir", str(wdir), "--only-available"]
+    for name in names:
+        args += ["--include", name]
+    r = run(args, tmp_path, env)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "zoo.yaml").read_text()
+    assert "resnet10t.c3_in1k" in text  # listed as skipped, in a comment
+    r = run(["extract", names[0], "--params", "zoo.yaml"], tmp_path, env)
+    assert r.returncode == 0, r.stderr
+    r = run(["assemble", "--params", "zoo.yaml"], tmp_path, env)
+    assert r.returncode == 0, r.stderr
+    assert run(["validate", "data/filters.nc"], tmp_path, env).returncode == 0
+    with xr.open_dataset(tmp_path / "data" / "filters.nc") as ds:
+        import filterdb  # noqa: F401
+
+        models = ds.filterdb.models()
+        assert list(models.index) == [names[0]]
+        assert models.loc[names[0], "training_dataset"] == "imagenet-1k"
+        first = ds.filterdb.filters(model=names[0], layer=0)
+        conv = donor.conv_stem.weight.detach().numpy().reshape(-1, 3, 3)
+        assert first.tobytes() == conv.tobytes()  # the local file's weights, bit for bit
