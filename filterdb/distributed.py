@@ -30,7 +30,6 @@ extraction code (and torch) lazily, inside the task, so the statistics never imp
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,13 +43,11 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from filterdb._atomic import write_atomic_netcdf, write_atomic_text
 from filterdb._reading import chunk_size_of, iter_chunks, iter_layers, layer_table
 from filterdb.degeneracy import (
     DegeneracyParams,
     _DegeneracyPass,
     blas_limit,
-    degeneracy_summary,
 )
 from filterdb.shifts import (
     CoefficientRange,
@@ -61,6 +58,7 @@ from filterdb.shifts import (
     _ShiftsPasses,
     histogram_edges,
     scale_filters,
+    write_results,
 )
 
 __all__ = [
@@ -332,10 +330,12 @@ def _merge_pass1(*parts: _Pass1) -> _Pass1:
     return _Pass1(rows, pca, bad)
 
 
-#: One lock per process around every netCDF/HDF5 call made by the tasks, which use plain
-#: ``netCDF4`` handles: opening the file with ``xarray.open_dataset`` from two threads
-#: segfaulted (netCDF-C 4.10, HDF5 2.2), even with every call serialised by a lock.
-_NC_LOCK = threading.Lock()
+#: One re-entrant lock per process, held by a task for as long as it has the file open:
+#: netCDF-C/HDF5 are not thread-safe, and serialising single calls was not enough (reads still
+#: segfaulted now and then with two tasks' handles open in two threads, netCDF-C 4.10,
+#: HDF5 2.2). Threads of one process therefore run the tasks one after the other; parallelism
+#: comes from worker processes.
+_NC_LOCK = threading.RLock()
 
 
 class _LockedWeight(BackendArray):
@@ -364,8 +364,7 @@ def _open(path: str) -> Iterator[xr.Dataset]:
 
     with _NC_LOCK:
         nc = netCDF4.Dataset(path)
-    try:
-        with _NC_LOCK:
+        try:
             store = NetCDF4DataStore(nc)
             meta = xr.open_dataset(store).drop_dims("filter").load()
             nc.set_auto_maskandscale(False)
@@ -373,11 +372,10 @@ def _open(path: str) -> Iterator[xr.Dataset]:
             attrs = {k: var.getncattr(k) for k in var.ncattrs()}
             dims = tuple(var.dimensions)
             lazy = indexing.LazilyIndexedArray(_LockedWeight(var))
-        # CF decoding (fill values, scaling) exactly as xarray.open_dataset applies it
-        weight = xr.conventions.decode_cf_variable("weight", xr.Variable(dims, lazy, attrs))
-        yield meta.assign(weight=weight)
-    finally:
-        with _NC_LOCK:
+            # CF decoding (fill values, scaling) exactly as xarray.open_dataset applies it
+            weight = xr.conventions.decode_cf_variable("weight", xr.Variable(dims, lazy, attrs))
+            yield meta.assign(weight=weight)
+        finally:
             nc.close()
 
 
@@ -602,12 +600,7 @@ def write_stats_dask(
     deg, shifts = compute_stats_dask(
         path_in, degeneracy_params, shifts_params, scheduler, partition_filters
     )
-    write_atomic_netcdf(deg, degeneracy_nc)
-    write_atomic_netcdf(shifts, shifts_nc)
-    summary = degeneracy_summary(deg)
-    if degeneracy_json is not None:
-        write_atomic_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", degeneracy_json)
-    return summary
+    return write_results(deg, shifts, degeneracy_nc, degeneracy_json, shifts_nc)
 
 
 # --------------------------------------------------------------------------------------------

@@ -689,9 +689,7 @@ def _assemble_shifts(
             },
             encoding={"zlib": True, "complevel": 4},
         )
-        coords["depth_slot"] = np.asarray(
-            [*_depth_labels(p.depth_edges), "none"], dtype=object
-        )
+        coords["depth_slot"] = np.asarray([*_depth_labels(p.depth_edges), "none"], dtype=object)
         if "model" in ds.variables:
             coords["model"] = np.asarray(ds["model"].values)
     out = xr.Dataset(data, coords=coords)
@@ -809,6 +807,23 @@ def write_stats(
     """
     with xr.open_dataset(path_in) as ds:
         deg, shifts = compute_stats(ds, degeneracy_params, shifts_params)
+    return write_results(deg, shifts, degeneracy_nc, degeneracy_json, shifts_nc)
+
+
+def write_results(
+    deg: xr.Dataset,
+    shifts: xr.Dataset,
+    degeneracy_nc: str | os.PathLike[str],
+    degeneracy_json: str | os.PathLike[str] | None,
+    shifts_nc: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Write computed statistics atomically: both netCDF files and the degeneracy summary.
+
+    Returns
+    -------
+    dict
+        The degeneracy summary (also written to ``degeneracy_json`` when given).
+    """
     write_atomic_netcdf(deg, degeneracy_nc)
     write_atomic_netcdf(shifts, shifts_nc)
     summary = degeneracy_summary(deg)

@@ -517,22 +517,7 @@ def write_model(
     return Path(path)
 
 
-_LAYER_COLUMNS = [
-    "layer_model",
-    "layer_name",
-    "layer_first_filter",
-    "layer_filter_count",
-    "conv_depth",
-    "in_channels",
-    "out_channels",
-    "groups",
-    "stride_y",
-    "stride_x",
-    "dilation_y",
-    "dilation_x",
-    "conv_depth_norm",
-    "depth_method",
-]
+_LAYER_COLUMNS = ["layer_name", *LAYER_INT64, *LAYER_INT32, "conv_depth_norm", "depth_method"]
 
 
 def assemble(
