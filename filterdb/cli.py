@@ -20,6 +20,22 @@ class CLIError(Exception):
     """An error to print without a traceback."""
 
 
+def _open_dataset(path: Path) -> Any:
+    """Open a dataset for a command; a missing or non-netCDF file is a CLIError naming it."""
+    import xarray as xr
+
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    try:
+        ds = xr.open_dataset(path)
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"{path}: not a netCDF dataset: {exc}") from None
+    if "weight" not in ds.variables or "layer_filter_count" not in ds.variables:
+        ds.close()
+        raise CLIError(f"{path}: not a filterdb dataset (no 'weight'/'layer_filter_count')")
+    return ds
+
+
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     from filterdb.zoo import load_params
 
@@ -84,7 +100,6 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a dataset file, a release folder, or every release."""
-    import xarray as xr
 
     from filterdb.release import validate_all, validate_release
     from filterdb.schema import validate_dataset
@@ -99,9 +114,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.path:
         raise CLIError("give a dataset file or release folder, or --all")
     path = Path(args.path)
-    if not path.exists():
-        raise CLIError(f"{path}: no such file")
-    with xr.open_dataset(path) as ds:
+    with _open_dataset(path) as ds:
         validate_dataset(ds, source=str(path))
     print(f"{path}: valid")
     return 0
@@ -123,8 +136,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from filterdb.info import summary
 
     path = Path(args.path)
-    if not path.exists():
-        raise CLIError(f"{path}: no such file")
+    with _open_dataset(path):
+        pass  # a readable filterdb dataset, or a clear error
     print(summary(path))
     return 0
 

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT = 1
-SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
+SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?")
 #: release artifact name -> where the pipeline leaves it
 INPUTS = {
     "filters.nc": "data/filters.nc",
@@ -60,14 +60,14 @@ def normalize_version(version: str) -> str:
     >>> normalize_version("v1.2.3")
     '1.2.3'
     """
-    m = SEMVER.match(str(version))
+    m = SEMVER.fullmatch(str(version))
     if not m:
         raise ReleaseError(f"release version {version!r} is not a semantic version (X.Y.Z)")
     return str(version).removeprefix("v")
 
 
 def _version_key(version: str) -> tuple[int, int, int, str]:
-    m = SEMVER.match(version)
+    m = SEMVER.fullmatch(version)
     assert m
     return int(m[1]), int(m[2]), int(m[3]), m[4] or "~"  # a pre-release sorts before the release
 
@@ -223,7 +223,7 @@ def _previous_manifest(releases: Path, version: str) -> dict[str, Any] | None:
     older = []
     for m in releases.glob("v*/manifest.json"):
         v = m.parent.name.removeprefix("v")
-        if SEMVER.match(v) and _version_key(v) < _version_key(version):
+        if SEMVER.fullmatch(v) and _version_key(v) < _version_key(version):
             older.append((_version_key(v), m))
     if not older:
         return None
@@ -441,7 +441,14 @@ def _validate_tables(folder: Path, report: ReleaseReport) -> None:
             na_values={"accuracy": [""], "share_3x3": [""]},
         )
         validate_models(models, source=str(folder / "models.csv"))
-        layers = pd.read_csv(folder / "layers.csv", index_col="layer")
+        # ids such as "NA" or "null" and empty layer names are strings, not missing values
+        layers = pd.read_csv(
+            folder / "layers.csv",
+            index_col="layer",
+            keep_default_na=False,
+            na_values={"conv_depth_norm": [""]},
+            dtype={"model": str, "layer_name": str},
+        )
         validate_layers(layers, n_filters=n_filters, source=str(folder / "layers.csv"))
         report.checked.append("filters.nc, models.csv and layers.csv pass the schemas")
     except SchemaValidationError as exc:
@@ -452,7 +459,7 @@ def validate_all(
     releases_dir: str | os.PathLike[str] = "releases", **kwargs: Any
 ) -> list[ReleaseReport]:
     """:func:`validate_release` on every ``releases/v*`` folder, oldest first."""
-    folders = [p for p in Path(releases_dir).glob("v*") if p.is_dir() and SEMVER.match(p.name)]
+    folders = [p for p in Path(releases_dir).glob("v*") if p.is_dir() and SEMVER.fullmatch(p.name)]
     folders.sort(key=lambda p: _version_key(p.name.removeprefix("v")))
     return [validate_release(f, **kwargs) for f in folders]
 

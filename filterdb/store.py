@@ -549,6 +549,8 @@ def assemble(
         Duplicate model ids across shards, naming both files.
     """
     params = params or StoreParams()
+    if not shards:
+        raise StoreError(f"no shards to assemble into {out}")
     model_tables, layer_tables, kc_tables = [], [], []
     seen: dict[str, str] = {}
     layer_offset = filter_offset = 0

@@ -22,7 +22,7 @@ __all__ = ["TOP_LEVEL_KEYS", "ParamsError", "load_params", "zoo_entries"]
 TOP_LEVEL_KEYS = frozenset(
     {"zoo", "trained", "store", "train", "degeneracy", "shifts", "plots", "release", "dask"}
 )
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class ParamsError(ValueError):
@@ -119,7 +119,7 @@ def zoo_entries(params: Mapping[str, Any], path: str = "params.yaml") -> dict[st
             model_id = str(model_id)
             if model_id in entries:
                 raise ParamsError(f"{path}: duplicate model id {model_id!r} in 'zoo' and 'trained'")
-            if not _ID.match(model_id):
+            if not _ID.fullmatch(model_id):
                 raise ParamsError(f"{path}: model id {model_id!r} must match {_ID.pattern}")
             if not isinstance(entry, Mapping):
                 raise ParamsError(f"{path}: {section}.{model_id} must be a mapping")

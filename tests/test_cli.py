@@ -125,6 +125,9 @@ def test_validate_reports_a_broken_dataset(tmp_path, cli_env, tiny_dataset) -> N
         "99",
     )
     _fails(run(["validate", str(tmp_path / "none.nc")], tmp_path, cli_env), "none.nc: no such file")
+    (tmp_path / "text.nc").write_text("not netCDF")
+    for command in ("validate", "info"):
+        _fails(run([command, "text.nc"], tmp_path, cli_env), "text.nc: not a netCDF dataset")
 
 
 def test_import_upstream_converts_and_reports(tmp_path, cli_env) -> None:

@@ -127,3 +127,39 @@ def test_package_source_errors_name_the_package_and_file() -> None:
         load_model("m", {"source": "package", "package": "no-such-dist", "file": "x.pt"})
     with pytest.raises(ModelLoadError, match=r"has no file 'nothing\.pt'"):
         load_model("m", {"source": "package", "package": "facenet-pytorch", "file": "nothing.pt"})
+
+
+def test_checkpoint_with_a_fine_tuned_head_loads_into_its_arch(tmp_path) -> None:
+    torch.manual_seed(1)
+    donor = timm.create_model("resnet10t", num_classes=10)
+    torch.save(donor.state_dict(), tmp_path / "ft.pt")
+    entry = {"source": "checkpoint", "path": str(tmp_path / "ft.pt"), "arch": "resnet10t"}
+    loaded = load_model("m", {**entry, "num_classes": 10})
+    assert torch.equal(loaded.module.fc.weight, donor.fc.weight)
+
+
+def test_a_failing_timm_build_is_a_model_load_error(monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(timm, "create_model", broken)
+    with pytest.raises(ModelLoadError, match=r"'m': could not build 'resnet10t': RuntimeError"):
+        load_model("m", {"source": "timm", "arch": "resnet10t"})
+    with pytest.raises(ModelLoadError, match="num_classes must be an int"):
+        load_model("m", {"source": "timm", "arch": "resnet10t", "num_classes": "ten"})
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", None])
+def test_a_corrupt_trained_checkpoint_is_named(tmp_path, content) -> None:
+    import pickle
+
+    path = tmp_path / "resnet9-x.pt"
+    path.write_bytes(pickle.dumps(object()) if content is None else content)
+    entry = {
+        "source": "trained",
+        "arch": "resnet9",
+        "dataset": "digits",
+        "models_dir": str(tmp_path),
+    }
+    with pytest.raises(ModelLoadError, match=r"'resnet9-x': cannot read checkpoint"):
+        load_model("resnet9-x", entry)

@@ -143,3 +143,9 @@ def test_model_without_3x3_layers_is_kept_with_zero_layers(tmp_path, branchy) ->
     assert models.loc["none", "model_layer_count"] == 0
     assert kc.loc["none", "1x1"] == 12
     assert (layers["model"] == "some").all()
+
+
+def test_assembling_no_shards_is_an_error(tmp_path) -> None:
+    with pytest.raises(StoreError, match="no shards to assemble"):
+        assemble([], tmp_path / "out.nc")
+    assert not list(tmp_path.iterdir())

@@ -59,3 +59,8 @@ def test_trained_entries_come_after_the_zoo_with_their_source_implied() -> None:
     entries = zoo_entries({"zoo": {"z": MNIST_ENTRY}, "trained": {"t": {"arch": "resnet9"}}})
     assert list(entries) == ["z", "t"]
     assert entries["t"]["source"] == "trained"
+
+
+def test_an_id_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(ParamsError, match="model id"):
+        zoo_entries({"zoo": {"abc\n": MNIST_ENTRY}})

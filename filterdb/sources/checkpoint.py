@@ -59,7 +59,7 @@ def read_state_dict(path: Path, model_id: str = "?") -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
-@register_source("checkpoint", keys=("path", "arch", "input_size"))
+@register_source("checkpoint", keys=("path", "arch", "num_classes", "input_size"))
 def load_checkpoint(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     """Load a local checkpoint file.
 
@@ -69,6 +69,7 @@ def load_checkpoint(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
         The entry's id.
     entry : mapping
         ``path`` (required); ``arch`` (optional timm architecture to load the weights into);
+        ``num_classes`` (the checkpoint's head size, with ``arch``);
         ``input_size`` (optional ``[C, H, W]``).
 
     Returns
@@ -85,7 +86,10 @@ def load_checkpoint(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
         return LoadedModel(state_dict=state, weights=f"file:{path.name}", input_size=input_size)
     from filterdb.sources.timm_source import load_timm
 
-    loaded = load_timm(model_id, {"arch": arch})
+    timm_entry = {"arch": arch}
+    if "num_classes" in entry:  # a fine-tuned head
+        timm_entry["num_classes"] = entry["num_classes"]
+    loaded = load_timm(model_id, timm_entry)
     assert loaded.module is not None
     try:
         loaded.module.load_state_dict(state, strict=True)

@@ -116,7 +116,13 @@ def load_timm(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     pretrained = bool(entry.get("pretrained", False)) or weights_file is not None
     kwargs: dict[str, Any] = {}
     if "num_classes" in entry:
-        kwargs["num_classes"] = int(entry["num_classes"])
+        n = entry["num_classes"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ModelLoadError(
+                f"zoo entry {model_id!r}: num_classes must be an int >= 0, got {n!r}"
+            )
+        kwargs["num_classes"] = n
+    path: Path | None = None
     if weights_file is not None:
         path = Path(weights_file)
         if not path.is_file():
@@ -137,9 +143,9 @@ def load_timm(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     try:
         module = timm.create_model(arch, pretrained=pretrained, **kwargs)
     except Exception as exc:  # timm/hub raise many types; name the model and the cause
+        what = f"load pretrained weights for {arch!r} from {path}" if path else f"build {arch!r}"
         raise ModelLoadError(
-            f"zoo entry {model_id!r}: could not load pretrained weights for {arch!r} from {path}: "
-            f"{type(exc).__name__}: {exc}"
+            f"zoo entry {model_id!r}: could not {what}: {type(exc).__name__}: {exc}"
         ) from exc
     module.eval()
     if weights_file is not None:

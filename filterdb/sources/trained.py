@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from filterdb.sources import LoadedModel, ModelLoadError, register_source
+from filterdb.sources.checkpoint import read_state_dict
 from filterdb.train.data import get_dataset_spec
 from filterdb.train.recipe import ENTRY_KEYS, build_entry_net
 
@@ -61,10 +60,10 @@ def load_trained(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
             f"model {model_id!r}: checkpoint {ckpt} does not exist; "
             f"run `filterdb train {model_id}` first"
         )
+    state = read_state_dict(ckpt, model_id)  # a corrupt file is a ModelLoadError naming it
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
-    except (RuntimeError, OSError, ValueError) as err:
+    except (RuntimeError, ValueError) as err:
         raise ModelLoadError(
             f"model {model_id!r}: checkpoint {ckpt} does not fit arch {entry['arch']!r} "
             f"(width {entry.get('width')}); retrain with `filterdb train {model_id}`: {err}"
@@ -73,7 +72,12 @@ def load_trained(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     extra: dict[str, Any] = {}
     metrics_path = ckpt.with_suffix(".json")
     if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text())
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ModelLoadError(
+                f"model {model_id!r}: cannot read metrics {metrics_path}: {err}"
+            ) from err
         extra = {k: metrics[k] for k in _METRIC_KEYS if k in metrics}
     return LoadedModel(
         module=net,
