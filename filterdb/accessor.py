@@ -88,6 +88,7 @@ class FilterDBAccessor:
             Depth decile 0..9: the same as ``depth=(decile/10, (decile+1)/10)``.
         **meta : str or sequence of str
             Meta-parameter values, e.g. ``visual_category="handwriting"``, ``training=["normal"]``.
+            A value that no model of the dataset has is a ``KeyError`` listing the values it has.
 
         Returns
         -------
@@ -111,6 +112,7 @@ class FilterDBAccessor:
         for key, values in meta.items():
             if key not in CATEGORICAL:
                 raise KeyError(f"unknown meta-parameter {key!r}; known: {', '.join(CATEGORICAL)}")
+            _check_known(key, _as_list(values), table[key])  # a typo is an error, not 0 filters
             keep &= table[key].isin(_as_list(values)).to_numpy()
         return np.flatnonzero(keep)
 
@@ -173,7 +175,8 @@ def _as_list(x: Any) -> list[Any]:
 def _check_known(what: str, values: list[Any], known: pd.Series) -> None:
     missing = sorted(set(values) - set(known))
     if missing:
-        raise KeyError(f"unknown {what}(s): {missing}")
+        present = ", ".join(sorted(map(str, set(known))))
+        raise KeyError(f"unknown {what}(s): {missing}; this dataset has: {present}")
 
 
 def _merge_ranges(starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:

@@ -88,3 +88,10 @@ def test_channels_follow_torch_row_major_order(ds) -> None:
     k = 5 % len(ch)
     assert (ch["out_channel"].iloc[k], ch["in_channel"].iloc[k]) == (k // g, k % g)
     assert len(ds.filterdb.channels()) == ds.sizes["filter"]
+
+
+def test_a_meta_value_the_dataset_lacks_is_an_error_listing_what_it_has(ds) -> None:
+    with pytest.raises(
+        KeyError, match=r"unknown visual_category\(s\): \['handwritting'\].*handwriting"
+    ):
+        ds.filterdb.filters(visual_category="handwritting")
