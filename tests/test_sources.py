@@ -149,6 +149,7 @@ def test_a_failing_timm_build_is_a_model_load_error(monkeypatch) -> None:
         load_model("m", {"source": "timm", "arch": "resnet10t", "num_classes": "ten"})
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch, on the pickled object
 @pytest.mark.parametrize("content", [b"", b"garbage", None])
 def test_a_corrupt_trained_checkpoint_is_named(tmp_path, content) -> None:
     import pickle
