@@ -261,6 +261,13 @@ def cmd_zoo_timm(args: argparse.Namespace) -> int:
     return int(run_cli(parser.parse_args(args.extra)) or 0)
 
 
+def _add_stats_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc"
+    )
+    p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
+
+
 def _add_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
 
@@ -339,18 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("plots", help="figures from the statistics files")
-    p.add_argument(
-        "--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc"
-    )
-    p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
+    _add_stats_inputs(p)
     p.add_argument("--out", default="plots", help="default: plots")
     p.set_defaults(func=cmd_plots)
 
     p = sub.add_parser("report", help="Markdown summary of the findings")
-    p.add_argument(
-        "--degeneracy", default="stats/degeneracy.nc", help="default: stats/degeneracy.nc"
-    )
-    p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
+    _add_stats_inputs(p)
     p.add_argument("--out", default="stats/report.md", help="default: stats/report.md")
     p.set_defaults(func=cmd_report)
 
