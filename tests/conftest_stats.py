@@ -314,3 +314,11 @@ def write_large_synthetic(
             w[a:b] = rng.standard_normal((b - a, 3, 3), dtype=np.float32)
             fl[a:b] = (np.searchsorted(firsts, np.arange(a, b), side="right") - 1).astype(np.int32)
     return path
+
+
+def synthetic_file(folder: Path, n: int) -> Path:
+    """``folder/filters_N.nc`` with ``n`` synthetic filters, written once and then reused."""
+    path = folder / f"filters_{n}.nc"
+    if not path.exists():
+        write_large_synthetic(path, n)
+    return path

@@ -36,7 +36,7 @@ import pytest
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_stats import write_large_synthetic
+from conftest_stats import synthetic_file
 
 from filterdb._reading import chunk_size_of, iter_chunks, iter_layers, layer_table
 from filterdb.degeneracy import DegeneracyParams, _DegeneracyPass, blas_limit
@@ -70,13 +70,6 @@ def bench_dir(tmp_path_factory) -> Path:
         shutil.rmtree(path, ignore_errors=True)
     else:
         yield tmp_path_factory.mktemp("bench_dist")
-
-
-def _file(bench_dir: Path, n: int) -> Path:
-    path = bench_dir / f"filters_{n}.nc"
-    if not path.exists():
-        write_large_synthetic(path, n)
-    return path
 
 
 MALLOC = os.environ.get("FILTERDB_BENCH_DIST_MALLOC", "tuned")
@@ -119,7 +112,7 @@ def _partition(n: int, parts: int, chunk: int = 65_536) -> int:
 
 def test_bench_throughput_one_vs_two_workers(benchmark, bench_dir):
     n = _n_filters(benchmark)
-    path = _file(bench_dir, n)
+    path = synthetic_file(bench_dir, n)
     rates, cores = {}, {}
     kwargs = {"partition_filters": _partition(n, 8)}
     with xr.open_dataset(path) as ds:  # the single-process path, for reference
@@ -163,7 +156,7 @@ def test_worker_peak_memory_is_flat_in_the_number_of_filters(bench_dir):
              os.environ.get("FILTERDB_BENCH_DIST_MEMORY_SIZES", "2e5,1e6").split(",")]
     peaks: dict[int, float] = {}
     for n in sorted(sizes):
-        path = _file(bench_dir, n)
+        path = synthetic_file(bench_dir, n)
         # fresh worker processes per size: their VmHWM is this run's peak only
         with _cluster(2) as cluster, distributed.Client(cluster) as client:
             t = time.perf_counter()
@@ -233,7 +226,7 @@ def test_per_filter_costs(benchmark, bench_dir):
     device speed without the page cache (``dd iflag=direct``, wall time).
     """
     cost_file = os.environ.get("FILTERDB_BENCH_DIST_COST_FILE")
-    path = Path(cost_file) if cost_file else _file(bench_dir, _n_filters(benchmark))
+    path = Path(cost_file) if cost_file else synthetic_file(bench_dir, _n_filters(benchmark))
     dp, sp = DegeneracyParams(), ShiftsParams()
     with xr.open_dataset(path) as ds:
         n = int(ds.sizes["filter"])

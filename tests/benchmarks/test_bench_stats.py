@@ -25,7 +25,7 @@ import pytest
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_stats import write_large_synthetic
+from conftest_stats import synthetic_file
 
 from filterdb._reading import chunk_size_of, iter_chunks
 from filterdb.shifts import compute_shifts, compute_stats
@@ -41,13 +41,6 @@ def _n_filters(benchmark) -> int:
 @pytest.fixture(scope="module")
 def bench_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bench")
-
-
-def _file(bench_dir: Path, n: int) -> Path:
-    path = bench_dir / f"filters_{n}.nc"
-    if not path.exists():
-        write_large_synthetic(path, n)
-    return path
 
 
 def plain_read(ds: xr.Dataset) -> int:
@@ -69,7 +62,7 @@ def _best(fn, repeat: int = 3) -> float:
 
 def test_bench_stats_against_plain_read(benchmark, bench_dir):
     n = _n_filters(benchmark)
-    path = _file(bench_dir, n)
+    path = synthetic_file(bench_dir, n)
     with xr.open_dataset(path) as ds:
         t_read = _best(lambda: plain_read(ds))
         deg, sh = benchmark.pedantic(compute_stats, args=(ds,), rounds=1, iterations=1)
@@ -125,7 +118,7 @@ def in_memory_recipe(ds: xr.Dataset) -> dict[str, np.ndarray]:
 
 def test_bench_streaming_shifts_against_in_memory_recipe(benchmark, bench_dir):
     n = _n_filters(benchmark)
-    path = _file(bench_dir, n)
+    path = synthetic_file(bench_dir, n)
     params = {"axes": ["task", "family"], "store_model_counts": False}
     with xr.open_dataset(path) as ds:
         t_ref = _best(lambda: in_memory_recipe(ds), repeat=1)
@@ -179,7 +172,7 @@ def test_peak_memory_is_flat_in_the_number_of_filters(bench_dir):
              os.environ.get("FILTERDB_BENCH_MEMORY_SIZES", "2e5,1e6").split(",")]
     peaks = {}
     for n in sorted(sizes):
-        path = _file(bench_dir, n)
+        path = synthetic_file(bench_dir, n)
         out = _peak_rss_mb(path)
         assert out["n"] == n
         peaks[n] = out["peak_rss_mb"]
