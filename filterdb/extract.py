@@ -96,6 +96,21 @@ def _module_convs(module: nn.Module) -> dict[str, _Conv]:
     return convs
 
 
+def _graph_convs(loaded: LoadedModel) -> dict[str, _Conv]:
+    """The convs a format reader (ONNX, TF.js, Keras) read, as torch tensors (no copy)."""
+    convs = {}
+    for c in loaded.convs or []:
+        if c.name in convs:
+            raise ExtractionError(f"conv name {c.name!r} occurs twice in the file")
+        w = torch.from_numpy(np.ascontiguousarray(c.weight, dtype=np.float32))
+        if w.ndim != 4:
+            raise ExtractionError(f"conv {c.name!r}: weight of shape {tuple(w.shape)} is not 4-D")
+        convs[c.name] = _Conv(
+            c.name, w, int(w.shape[1]) * int(c.groups), int(c.groups), c.stride, c.dilation
+        )
+    return convs
+
+
 def _state_dict_convs(state: Mapping[str, torch.Tensor]) -> dict[str, _Conv]:
     """4-D weight tensors of a state dict, in key order (groups assumed 1, stride unknown = 1)."""
     convs = {}
@@ -179,6 +194,8 @@ def conv_depths(loaded: LoadedModel) -> tuple[dict[str, int], str]:
     method : str
         ``fx``, ``execution-order`` or ``key-order``.
     """
+    if loaded.convs is not None:
+        return {c.name: int(c.depth) for c in loaded.convs}, loaded.depth_method or "file-order"
     if loaded.module is None:
         convs = _state_dict_convs(loaded.state_dict or {})
         return {name: i + 1 for i, name in enumerate(convs)}, "key-order"
@@ -208,6 +225,10 @@ def _kernel_counts(convs: Mapping[str, _Conv]) -> dict[str, int]:
 
 
 def _n_parameters(loaded: LoadedModel) -> int:
+    if loaded.n_parameters is not None:
+        return int(loaded.n_parameters)
+    if loaded.convs is not None:
+        return int(sum(c.weight.size for c in loaded.convs))
     if loaded.module is not None:
         return int(sum(p.numel() for p in loaded.module.parameters()))
     state = loaded.state_dict or {}
@@ -245,7 +266,9 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
     >>> [(layer.name, layer.weight.shape, layer.conv_depth) for layer in mf.layers]
     [('0', (24, 3, 3), 0), ('2', (32, 3, 3), 1)]
     """
-    if loaded.module is not None:
+    if loaded.convs is not None:
+        convs = _graph_convs(loaded)
+    elif loaded.module is not None:
         convs = _module_convs(loaded.module)
     else:
         convs = _state_dict_convs(loaded.state_dict or {})
@@ -269,7 +292,7 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
             )
         out_channels = int(c.weight.shape[0])
         in_per_group = int(c.weight.shape[1])
-        groups = c.groups if loaded.module is not None else 1
+        groups = c.groups if loaded.module is not None or loaded.convs is not None else 1
         conv_depth = rank[depths[name]]
         layers.append(
             LayerFilters(

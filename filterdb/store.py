@@ -21,7 +21,7 @@ import pandas as pd
 
 from filterdb import __version__
 from filterdb._atomic import atomic_path
-from filterdb.contract import CATEGORICAL, DEPTH_METHODS, SCHEMA_VERSION
+from filterdb.contract import CATEGORICAL, DEPTH_METHODS, MODEL_TEXT, SCHEMA_VERSION
 
 __all__ = [
     "CATEGORICAL",
@@ -44,7 +44,7 @@ MODEL_INT = (
     "model_first_layer",
     "model_layer_count",
 )
-MODEL_FLOAT = ("accuracy", "share_3x3")
+MODEL_FLOAT = ("accuracy", "share_3x3", "n_train_samples")
 LAYER_INT32 = (
     "layer_model",
     "conv_depth",
@@ -77,6 +77,9 @@ _LONG_NAMES = {
     "depth_method": ("how conv_depth was determined", ""),
     "model": ("model id", ""),
     "weights": ("provenance of the weights", ""),
+    "package": ("registry package and the file inside it (name==version:file), or none", ""),
+    "upstream": ("the upstream model the weights' package names, or none", ""),
+    "n_train_samples": ("number of training samples; NaN when unknown", "1"),
     "n_parameters": ("number of parameters of the model", "1"),
     "accuracy": ("held-out accuracy (fraction); NaN when unknown", "1"),
     "n_filters_3x3": ("number of 3x3 filters of the model", "1"),
@@ -185,13 +188,24 @@ def read_tables(ds: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     ids = [str(x) for x in var("model")[0]]
     models = pd.DataFrame(index=pd.Index(ids, name="model"))
     for name in CATEGORICAL:
+        if name not in ds.variables:  # files of schema version 1
+            models[name] = "unknown"
+            continue
         data, attrs = var(name)
         models[name] = decode_flags(data, attrs) if len(ids) else np.array([], dtype=object)
-    models["weights"] = [str(x) for x in var("weights")[0]]
+    for name in MODEL_TEXT:
+        # files of schema version 1 have only `weights`
+        if name in ds.variables:
+            models[name] = [str(x) for x in var(name)[0]]
+        else:
+            models[name] = "none"
     for name in MODEL_INT:
         models[name] = var(name)[0].astype(np.int64)
     for name in MODEL_FLOAT:
-        models[name] = var(name)[0].astype(np.float64)
+        if name in ds.variables:
+            models[name] = var(name)[0].astype(np.float64)
+        else:
+            models[name] = np.nan
 
     n_layers = len(var("layer_model")[0])
     layers = pd.DataFrame(index=pd.RangeIndex(n_layers, name="layer"))
@@ -316,7 +330,8 @@ def write_dataset(
                 v = _put(nc, name, "i2", ("model",), codes)
                 v.flag_values = np.arange(len(meanings), dtype=np.int16)
                 v.flag_meanings = " ".join(meanings)
-            _put(nc, "weights", str, ("model",), models["weights"])
+            for name in MODEL_TEXT:
+                _put(nc, name, str, ("model",), models[name])
             for name in MODEL_INT:
                 _put(nc, name, "i8", ("model",), models[name])
             for name in MODEL_FLOAT:
@@ -356,7 +371,7 @@ def write_dataset(
                     "coordinates": " ".join(
                         [
                             "model",
-                            "weights",
+                            *MODEL_TEXT,
                             *CATEGORICAL,
                             *MODEL_INT,
                             *MODEL_FLOAT,
@@ -439,6 +454,10 @@ def _model_row(mf: Any, meta: Mapping[str, Any], source: str, weights: str) -> d
     row: dict[str, Any] = {c: str(meta.get(c, "unknown")) for c in CATEGORICAL}
     row["source"] = source
     row["weights"] = weights
+    row["package"] = str(meta.get("package") or "none")
+    row["upstream"] = str(meta.get("upstream") or "none")
+    n_train = meta.get("n_train_samples")
+    row["n_train_samples"] = float(n_train) if n_train is not None else np.nan
     row["n_parameters"] = mf.n_parameters
     row["accuracy"] = float(meta["accuracy"]) if meta.get("accuracy") is not None else np.nan
     row["n_filters_3x3"] = mf.n_filters_3x3

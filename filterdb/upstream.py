@@ -656,6 +656,14 @@ def _model_meta(
         out["training"] = training
         out["source"] = "upstream"
         out["weights"] = f"upstream:{RELEASE}:{row['model_id']}"
+        # the original exported every model through ONNX in eval mode (BN folded) and stored
+        # float64 copies of float32 weights; its data is CC BY-SA 4.0
+        out["weight_precision"] = "float64"
+        out["bn_folded"] = "yes"
+        out["license"] = "CC-BY-SA-4.0"
+        out["package"] = "none"
+        out["upstream"] = str(row["model_id"])
+        out["n_train_samples"] = np.nan
         rows.append(out)
     report.unmapped = unmapped.report()
     return pd.DataFrame(rows, index=pd.Index(ids, name="model"))

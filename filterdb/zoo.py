@@ -20,7 +20,18 @@ from filterdb.schema import validate_entry_meta
 __all__ = ["TOP_LEVEL_KEYS", "ParamsError", "load_params", "zoo_entries"]
 
 TOP_LEVEL_KEYS = frozenset(
-    {"zoo", "trained", "store", "train", "degeneracy", "shifts", "plots", "release", "dask"}
+    {
+        "zoo",
+        "trained",
+        "packages",
+        "store",
+        "train",
+        "degeneracy",
+        "shifts",
+        "plots",
+        "release",
+        "dask",
+    }
 )
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 

@@ -14,7 +14,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from filterdb.contract import CATEGORICAL
+from filterdb.contract import CATEGORICAL, DEPTH_METHODS, SCHEMA_VERSION
 
 # A fixed, clearly anisotropic 9x9 mixing: filters z @ MIX have distinct PCA variances.
 _MIX_RNG = np.random.default_rng(1234)
@@ -91,6 +91,9 @@ DEFAULT_META = {
     "family": "resnet",
     "source": "trained",
     "training": "normal",
+    "weight_precision": "float32",
+    "bn_folded": "no",
+    "license": "CC-BY-4.0",
 }
 
 
@@ -173,8 +176,8 @@ def make_dataset(
         "layer",
         np.zeros(n_layers, np.int8),
         {
-            "flag_values": np.arange(4, dtype=np.int8),
-            "flag_meanings": "fx execution-order key-order upstream",
+            "flag_values": np.arange(len(DEPTH_METHODS), dtype=np.int8),
+            "flag_meanings": " ".join(DEPTH_METHODS),
         },
     )
     data: dict = {"weight": (("filter", "ky", "kx"), weight)}
@@ -190,6 +193,9 @@ def make_dataset(
         )
     nf = np.array([sum(lay.n for lay in m.layers) for m in models], np.int64)
     data["weights"] = ("model", np.array(["random-init:seed=0"] * len(models), dtype=object))
+    data["package"] = ("model", np.array(["none"] * len(models), dtype=object))
+    data["upstream"] = ("model", np.array(["none"] * len(models), dtype=object))
+    data["n_train_samples"] = ("model", np.full(len(models), np.nan))
     data["n_parameters"] = ("model", nf * 9)
     data["accuracy"] = ("model", np.full(len(models), np.nan))
     data["model_first_layer"] = ("model", np.array(model_first, np.int64))
@@ -204,7 +210,7 @@ def make_dataset(
         Conventions="CF-1.10",
         title="synthetic filterdb test data",
         comment="float32, no BatchNorm folding",
-        filterdb_schema_version=1,
+        filterdb_schema_version=SCHEMA_VERSION,
     )
     return ds
 
@@ -308,7 +314,7 @@ def write_large_synthetic(
         for i in range(n_layers):
             v[i] = f"conv{i}"
         nc.Conventions = "CF-1.10"
-        nc.filterdb_schema_version = 1
+        nc.filterdb_schema_version = SCHEMA_VERSION
         for a in range(0, n_filters, chunk):
             b = min(a + chunk, n_filters)
             w[a:b] = rng.standard_normal((b - a, 3, 3), dtype=np.float32)

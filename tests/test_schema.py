@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from filterdb import schema
-from filterdb.contract import CATEGORICAL
+from filterdb.contract import CATEGORICAL, SCHEMA_VERSION
 from filterdb.schema import (
     SchemaValidationError,
     load_vocabularies,
@@ -40,7 +40,13 @@ def make_models() -> pd.DataFrame:
             "family": ["resnet", "simple-cnn"],
             "source": ["timm", "trained"],
             "training": ["normal", "random-init"],
+            "weight_precision": ["float32", "float16"],
+            "bn_folded": ["no", "unknown"],
+            "license": ["Apache-2.0", "none"],
             "weights": ["timm:resnet18", "random-init:seed=0"],
+            "package": ["none", "pkg==1.0:m.onnx"],
+            "upstream": ["none", "some upstream model"],
+            "n_train_samples": [np.nan, 500.0],
             "n_parameters": [1000, 20],
             "accuracy": [0.7, np.nan],
             "n_filters_3x3": [16, 2],
@@ -100,7 +106,10 @@ def make_dataset() -> xr.Dataset:
         ),
         "layer_name": xr.Variable(("layer",), layers["layer_name"].to_numpy(dtype=object)),
         "depth_method": _coded(list(layers["depth_method"]), "layer", "int8", "depth_method"),
-        "weights": xr.Variable(("model",), models["weights"].to_numpy(dtype=object)),
+        **{
+            col: xr.Variable(("model",), models[col].to_numpy(dtype=object))
+            for col in ("weights", "package", "upstream")
+        },
         "kernel_count": xr.Variable(
             ("model", "kernel_shape"), np.array([[8, 16, 4], [0, 2, 0]], dtype="int64")
         ),
@@ -120,7 +129,7 @@ def make_dataset() -> xr.Dataset:
         data[col] = xr.Variable(("model",), models[col].to_numpy("int64"))
     for col in ["model_first_layer", "model_layer_count"]:
         data[col] = xr.Variable(("model",), models[col].to_numpy("int64"))
-    for col in ["accuracy", "share_3x3"]:
+    for col in ["accuracy", "share_3x3", "n_train_samples"]:
         data[col] = xr.Variable(("model",), models[col].to_numpy("float64"))
     for name, var in data.items():
         var.attrs.setdefault("long_name", name.replace("_", " "))
@@ -138,7 +147,7 @@ def make_dataset() -> xr.Dataset:
             "references": "arXiv:2203.15331",
             "history": "built by a test",
             "comment": "float32 weights, no BatchNorm folding",
-            "filterdb_schema_version": np.int32(1),
+            "filterdb_schema_version": np.int32(SCHEMA_VERSION),
             "filterdb_version": "0.1.0",
         },
     )
@@ -212,7 +221,7 @@ def test_vocabulary_values_are_unique_and_have_no_whitespace() -> None:
 
 
 def test_all_schema_files_share_one_version() -> None:
-    assert schema_version() == "1"
+    assert schema_version() == str(SCHEMA_VERSION) == "2"
 
 
 def test_schema_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 __all__ = [
+    "GraphConv",
     "LoadedModel",
     "ModelLoadError",
     "SourceLoader",
@@ -31,10 +33,41 @@ class ModelLoadError(RuntimeError):
 
 
 @dataclass
+class GraphConv:
+    """One 2-D convolution read from a serialized graph (ONNX, TF.js, Keras files).
+
+    Format readers translate their layouts to this one, so extraction never needs to know the
+    format: ``weight`` is OIHW ``(c_out, c_in / groups, kh, kw)`` float32, already dequantized
+    when the file stores it quantized (the stored precision goes into ``extra_meta``).
+
+    Attributes
+    ----------
+    name : str
+        The node or layer name in the file.
+    weight : numpy.ndarray
+        ``(c_out, c_in / groups, kh, kw)`` float32, C-contiguous.
+    depth : int
+        1-based longest path from the input counted in 2-D convs (parallel branches share a
+        depth), or the position in file order where the file holds no graph.
+    groups : int
+        Conv groups (``c_in`` for depthwise).
+    stride, dilation : tuple of int
+        ``(y, x)``.
+    """
+
+    name: str
+    weight: np.ndarray
+    depth: int
+    groups: int = 1
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+
+
+@dataclass
 class LoadedModel:
     """What a source hands to the extraction step.
 
-    Exactly one of ``module`` or ``state_dict`` is set.
+    Exactly one of ``module``, ``state_dict`` or ``convs`` is set.
 
     Attributes
     ----------
@@ -51,7 +84,15 @@ class LoadedModel:
     autowrap_functions : tuple of callable
         Functions the fx tracer records as leaves.
     extra_meta : dict
-        Meta-parameters the source knows (e.g. accuracy of a trained model).
+        Meta-parameters the source knows (e.g. accuracy of a trained model, the stored
+        ``weight_precision`` and ``bn_folded`` of a file format).
+    convs : list of GraphConv or None
+        Every 2-D conv of a model read from a serialized graph, with its depth.
+    depth_method : str or None
+        How a format reader determined the ``depth`` of its ``convs`` (a value of
+        :data:`filterdb.contract.DEPTH_METHODS`).
+    n_parameters : int or None
+        Parameter count, where the source knows it better than the extraction can.
     """
 
     module: torch.nn.Module | None = None
@@ -61,6 +102,9 @@ class LoadedModel:
     leaf_modules: tuple[type, ...] = ()
     autowrap_functions: tuple[Any, ...] = ()
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    convs: list[GraphConv] | None = None
+    depth_method: str | None = None
+    n_parameters: int | None = None
 
 
 class SourceLoader(Protocol):
@@ -106,7 +150,9 @@ def register_source(
 # for importing timm; each module registers itself with @register_source.
 _BUILTIN = {
     "checkpoint": "filterdb.sources.checkpoint",
+    "onnx": "filterdb.sources.onnx_reader",
     "package": "filterdb.sources.package",
+    "tfjs": "filterdb.sources.tfjs_reader",
     "timm": "filterdb.sources.timm_source",
     "trained": "filterdb.sources.trained",
 }

@@ -63,6 +63,30 @@ def locate_package_file(distribution: str, file: str, model_id: str = "?") -> tu
     return path, dist.version
 
 
+def distribution_license(distribution: str) -> str | None:
+    """The SPDX licence an installed distribution declares (``License-Expression``, else a
+    ``License ::`` classifier we can map), or None.
+
+    >>> distribution_license("no-such-distribution-xyz") is None
+    True
+    """
+    try:
+        md = metadata.metadata(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+    if md.get("License-Expression"):
+        return str(md["License-Expression"])
+    classifiers = {
+        "License :: OSI Approved :: MIT License": "MIT",
+        "License :: OSI Approved :: Apache Software License": "Apache-2.0",
+        "License :: OSI Approved :: BSD License": None,  # which BSD is not said
+    }
+    for c in md.get_all("Classifier") or []:
+        if classifiers.get(c):
+            return classifiers[c]
+    return None
+
+
 @register_source("package", keys=("package", "file", "input_size"))
 def load_package(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     """Load a state dict shipped in an installed package.
@@ -85,8 +109,13 @@ def load_package(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     path, version = locate_package_file(entry["package"], entry["file"], model_id)
     state = read_state_dict(path, model_id)
     input_size = tuple(entry["input_size"]) if entry.get("input_size") else None
+    extra: dict[str, Any] = {"package": f"{entry['package']}=={version}:{entry['file']}"}
+    license_id = distribution_license(entry["package"])
+    if license_id:
+        extra["license"] = license_id
     return LoadedModel(
         state_dict=state,
         weights=f"package:{entry['package']}=={version}/{entry['file']}",
         input_size=input_size,
+        extra_meta=extra,
     )

@@ -80,6 +80,16 @@ def _notrace() -> tuple[tuple[type, ...], tuple[Any, ...]]:
     return modules, functions
 
 
+#: timm's lower-case licence tags -> SPDX ids of the vocabulary (others: unknown).
+_SPDX = {
+    "apache-2.0": "Apache-2.0",
+    "mit": "MIT",
+    "bsd-3-clause": "BSD-3-Clause",
+    "bsd-2-clause": "BSD-2-Clause",
+    "cc-by-4.0": "CC-BY-4.0",
+}
+
+
 @register_source("timm", keys=("arch", "pretrained", "seed", "weights_file", "num_classes"))
 def load_timm(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     """Build a timm model for a zoo entry.
@@ -156,9 +166,16 @@ def load_timm(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     else:
         weights = f"random-init:seed={seed}"
     leaf_modules, autowrap = _notrace()
+    if pretrained or weights_file is not None:
+        # timm's pretrained configs carry the weights' licence (e.g. "apache-2.0")
+        lic = str(module.pretrained_cfg.get("license") or "")
+        extra = {"license": _SPDX.get(lic.lower(), "unknown")}
+    else:
+        extra = {"license": "none"}  # a random draw: no trained work to license
     return LoadedModel(
         module=module,
         weights=weights,
+        extra_meta=extra,
         input_size=tuple(module.pretrained_cfg.get("input_size", (3, 224, 224))),
         leaf_modules=leaf_modules,
         autowrap_functions=autowrap,

