@@ -128,7 +128,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     path = Path(args.path)
     with _open_dataset(path) as ds:
         validate_dataset(ds, source=str(path))
-    print(f"{path}: valid")
+        if not args.metadata_only:
+            from filterdb.weights_check import check_weights
+
+            check_weights(ds)
+    what = "metadata valid (weights not read)" if args.metadata_only else "valid"
+    print(f"{path}: {what}")
     return 0
 
 
@@ -324,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", help="a dataset file or a release folder (releases/vX.Y.Z)")
     p.add_argument("--all", action="store_true", help="validate every release folder")
     p.add_argument("--releases", default="releases", help="folder of releases (default: releases)")
+    p.add_argument(
+        "--metadata-only",
+        action="store_true",
+        help="a dataset file: skip the pass over the weights (finite values, filter_layer, "
+        "duplicated models)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("release", help="write releases/vVERSION from the pipeline's outputs")

