@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,50 +174,135 @@ def build_release(
         raise ReleaseError(
             f"cannot release v{version}: missing {', '.join(missing)} (run dvc repro)"
         )
-    folder = root / releases_dir / f"v{version}"
-    folder.mkdir(parents=True, exist_ok=True)
+    releases = root / releases_dir
+    releases.mkdir(parents=True, exist_ok=True)
+    folder = releases / f"v{version}"
+    for stale in releases.glob(f".v{version}.*-*"):  # leftovers of a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    # everything is built in a temporary sibling and renamed into place at the end
+    tmp = Path(tempfile.mkdtemp(dir=releases, prefix=f".v{version}.tmp-"))
+    try:
+        artifacts = _write_artifacts(root, tmp)
+        revision, dirty = _git_revision(root)
+        params_json = json.dumps(params, sort_keys=True, default=str)
+        manifest = {
+            "manifest_format": MANIFEST_FORMAT,
+            "version": version,
+            "git_revision": revision,
+            "git_dirty": dirty,
+            "params_sha256": hashlib.sha256(params_json.encode()).hexdigest(),
+            "params": json.loads(params_json),
+            "schema_version": str(schema_version()),
+            "counts": dataset_counts(tmp / "filters.nc"),
+            "artifacts": dict(sorted(artifacts.items())),
+        }
+        old_manifest = _read_manifest(folder / "manifest.json")
+        if old_manifest is not None and _same_content(old_manifest, manifest):
+            # identical content: the recorded manifest and notes stay as they are
+            for name in ("manifest.json", "RELEASE.md"):
+                if (folder / name).is_file():
+                    shutil.copyfile(folder / name, tmp / name)
+        else:
+            if old_manifest is not None and _published(root, folder / "manifest.json"):
+                raise ReleaseError(_changed_message(version, old_manifest, manifest))
+            previous = _previous_manifest(releases, version)
+            text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+            (tmp / "manifest.json").write_text(text)
+            (tmp / "RELEASE.md").write_text(release_notes(manifest, previous))
+        _swap_in(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
 
+
+def _write_artifacts(root: Path, out: Path) -> dict[str, Any]:
+    """Copy the pipeline's outputs into ``out`` and write the tables; return their digests."""
     artifacts: dict[str, Any] = {}
     for name, src in INPUTS.items():
         src_path = root / src
         if src_path.is_dir():
-            dest_dir = folder / name
-            if dest_dir.exists():
-                shutil.rmtree(dest_dir)
-            dest_dir.mkdir()
+            (out / name).mkdir()
             for f in sorted(src_path.iterdir()):
                 if f.is_file():
-                    _copy(f, dest_dir / f.name)
-                    artifacts[f"{name}/{f.name}"] = _artifact_entry(dest_dir / f.name)
+                    shutil.copyfile(f, out / name / f.name)
+                    artifacts[f"{name}/{f.name}"] = _artifact_entry(out / name / f.name)
         else:
-            _copy(src_path, folder / name)
-            artifacts[name] = _artifact_entry(folder / name)
-    with xr.open_dataset(folder / "filters.nc") as ds:
+            shutil.copyfile(src_path, out / name)
+            artifacts[name] = _artifact_entry(out / name)
+    with xr.open_dataset(out / "filters.nc") as ds:
         models, layers, _ = read_tables(ds)
     for name, table in (("models.csv", models), ("layers.csv", layers)):
-        with atomic_path(folder / name) as tmp:
-            table.to_csv(tmp, lineterminator="\n")
-        artifacts[name] = _artifact_entry(folder / name)
+        table.to_csv(out / name, lineterminator="\n")
+        artifacts[name] = _artifact_entry(out / name)
+    return artifacts
 
-    revision, dirty = _git_revision(root)
-    params_json = json.dumps(params, sort_keys=True, default=str)
-    manifest = {
-        "manifest_format": MANIFEST_FORMAT,
-        "version": version,
-        "git_revision": revision,
-        "git_dirty": dirty,
-        "params_sha256": hashlib.sha256(params_json.encode()).hexdigest(),
-        "params": json.loads(params_json),
-        "schema_version": str(schema_version()),
-        "counts": dataset_counts(folder / "filters.nc"),
-        "artifacts": dict(sorted(artifacts.items())),
-    }
-    previous = _previous_manifest(root / releases_dir, version)
-    with atomic_path(folder / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    with atomic_path(folder / "RELEASE.md") as tmp:
-        tmp.write_text(release_notes(manifest, previous))
-    return folder
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _same_content(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Same artifacts (names, sizes, sha256) and the same params."""
+
+    def digests(m: Mapping[str, Any]) -> dict[str, Any]:
+        arts = m.get("artifacts")
+        if not isinstance(arts, Mapping):
+            return {}
+        return {k: (v.get("sha256"), v.get("size")) for k, v in arts.items()
+                if isinstance(v, Mapping)}
+
+    return digests(old) == digests(new) and old.get("params_sha256") == new.get("params_sha256")
+
+
+def _published(root: Path, manifest: Path) -> bool:
+    """A version is published once its manifest is committed to git."""
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", str(manifest.resolve().relative_to(
+                root.resolve()))],
+            cwd=root, capture_output=True, text=True, check=False,
+        )
+    except (OSError, ValueError):
+        return False
+    return proc.returncode == 0
+
+
+def _changed_message(version: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    o, n = old.get("artifacts") or {}, new.get("artifacts") or {}
+    differ = sorted(
+        k for k in set(o) | set(n)
+        if not isinstance(o.get(k), Mapping) or not isinstance(n.get(k), Mapping)
+        or o[k].get("sha256") != n[k].get("sha256")
+    )
+    what = ", ".join(differ[:8]) + (f" and {len(differ) - 8} more" if len(differ) > 8 else "")
+    if not differ:
+        what = "params (params_sha256)"
+    return (
+        f"release v{version} is published (its manifest is in git) and this build differs in "
+        f"{what}: a published version never names other bytes; bump release.version in "
+        "params.yaml (or, if this machine cannot reproduce the build, get the published "
+        f"artifacts with `dvc pull` or `filterdb pull {version}`)"
+    )
+
+
+def _swap_in(tmp: Path, folder: Path) -> None:
+    """Rename ``tmp`` to ``folder``; an existing folder is moved aside first, then deleted."""
+    aside = None
+    if folder.exists():
+        aside = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.replace(folder, aside)
+    os.replace(tmp, folder)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _previous_manifest(releases: Path, version: str) -> dict[str, Any] | None:

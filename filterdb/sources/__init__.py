@@ -150,6 +150,7 @@ def register_source(
 # for importing timm; each module registers itself with @register_source.
 _BUILTIN = {
     "checkpoint": "filterdb.sources.checkpoint",
+    "keras": "filterdb.sources.keras_reader",
     "onnx": "filterdb.sources.onnx_reader",
     "package": "filterdb.sources.package",
     "tfjs": "filterdb.sources.tfjs_reader",
