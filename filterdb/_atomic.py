@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_atomic_netcdf", "write_atomic_text"]
+__all__ = ["atomic_path", "remove_stale_temps", "write_atomic_netcdf", "write_atomic_text"]
 
 
 def _read_umask() -> int:
@@ -20,6 +20,40 @@ def _read_umask() -> int:
 
 #: read once at import: changing the umask later, even briefly, would race with other threads
 _UMASK = _read_umask()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temp files of ``path`` left by killed writers (their process no longer exists).
+
+    Temp names carry the writer's pid (``.NAME.PID.XXXX.tmp``), so a live writer's temp file is
+    never touched.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / ".x.nc.999999999.abc.tmp").write_text("left by a killed run")
+    >>> [p.name for p in remove_stale_temps(d / "x.nc")]
+    ['.x.nc.999999999.abc.tmp']
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2 :].split(".")
+        if parts and parts[0].isdigit() and not _alive(int(parts[0])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
@@ -40,7 +74,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
