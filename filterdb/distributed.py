@@ -17,9 +17,12 @@ are **bit-identical** to the single-process path, not merely close:
   reader sees; a partition also reads the rest of a chunk that starts inside it and ends in the
   next partition) and folded on the driver in file order, so the floating-point summation order
   is the sequential one;
-- the coefficient range (min/max) and the histogram counts (integers) are order-independent,
-  and the coefficients are computed from the same chunk-aligned slices, so even BLAS blocking
-  cannot differ.
+- the coefficient range (min/max), the peak coefficient per component (ties broken by the
+  filter index, so the u-based signs are the sequential ones), the histogram counts and the
+  clipped-coefficient counts (integers) are order-independent, and the coefficients are
+  computed from the same chunk-aligned slices, so even BLAS blocking cannot differ;
+- the population (which models enter the PCA, the range and each axis) is decided per filter
+  by the same :class:`filterdb.shifts._ShiftsPasses` methods in every task.
 
 Memory per task is one chunk plus the largest layer, whatever the partition size.
 
@@ -54,10 +57,11 @@ from filterdb.shifts import (
     GroupHistogram,
     ShiftsParams,
     StreamingPCA,
+    _apply_sign_rule,
     _assemble_shifts,
     _ShiftsPasses,
+    count_outside,
     histogram_edges,
-    scale_filters,
     write_results,
 )
 
@@ -384,6 +388,7 @@ def _task_pass1(
 ) -> _Pass1:
     with _open(path) as ds, blas_limit(sp.blas_threads):
         deg = _DegeneracyPass(ds, dp)
+        passes = _ShiftsPasses(ds, sp)
         first = deg.first[part.layer_start : part.layer_stop]
         count = deg.count[part.layer_start : part.layer_stop]
         pca: dict[int, StreamingPCA] = {}
@@ -395,10 +400,8 @@ def _task_pass1(
             for start, arr in iter_chunks(ds, chunk, part.start, stop):
                 if start % chunk == 0 and start >= part.chunk_start:
                     # as _ShiftsPasses.pca_chunk, but one accumulator per on-disk chunk
-                    x, finite = scale_filters(arr)
-                    if not finite.all():
-                        bad += int((~finite).sum())
-                        x = x[finite]
+                    x, n_bad = passes.fit_rows(start, arr)
+                    bad += n_bad
                     pca[start // chunk] = StreamingPCA(sp.n_components).update(x)
                 if start < part.stop:
                     yield start, arr[: part.stop - start]
@@ -418,8 +421,8 @@ def _task_range(
     with _open(path) as ds, blas_limit(sp.blas_threads):
         passes = _ShiftsPasses(ds, sp)
         passes.pca = pca
-        for _, arr in iter_chunks(ds, chunk, part.chunk_start, part.read_stop):
-            rng.update(passes.coefficients(arr)[0])
+        for start, arr in iter_chunks(ds, chunk, part.chunk_start, part.read_stop):
+            passes.range_chunk(rng, start, arr)
     return rng
 
 
@@ -436,18 +439,21 @@ class _SlotCounts:
 
     offset: int
     counts: np.ndarray | None  # (slots, components, bins) int64, or None when empty
+    outside: np.ndarray | None = None  # (components, 2) clipped coefficients, None: none seen
 
 
 def _merge_counts(*parts: _SlotCounts) -> _SlotCounts:
+    outs = [p.outside for p in parts if p.outside is not None]
+    outside = np.sum(outs, axis=0) if outs else None
     full = [(p.offset, p.counts) for p in parts if p.counts is not None]
     if not full:
-        return _SlotCounts(0, None)
+        return _SlotCounts(0, None, outside)
     lo = min(off for off, _ in full)
     hi = max(off + c.shape[0] for off, c in full)
     out = np.zeros((hi - lo, *full[0][1].shape[1:]), np.int64)
     for off, c in full:
         out[off - lo : off - lo + c.shape[0]] += c
-    return _SlotCounts(lo, out)
+    return _SlotCounts(lo, out, outside)
 
 
 def _task_hist(
@@ -459,16 +465,18 @@ def _task_hist(
     edges: np.ndarray,
 ) -> _SlotCounts:
     if part.chunk_start >= part.read_stop:
-        return _SlotCounts(0, None)
+        return _SlotCounts(0, None, None)
     k, bins = sp.n_components, edges.size - 1
     counts: np.ndarray | None = None
+    outside = np.zeros((k, 2), np.int64)
     lo = hi = 0
     with _open(path) as ds, blas_limit(sp.blas_threads):
         passes = _ShiftsPasses(ds, sp)
         passes.pca = pca
         for start, arr in iter_chunks(ds, chunk, part.chunk_start, part.read_stop):
-            c, finite = passes.coefficients(arr)
-            slots = passes.slots(start, arr.shape[0])[finite]
+            c, binned, projected = passes.coefficients(start, arr)
+            count_outside(outside, c[projected], edges)
+            slots = passes.slots(start, arr.shape[0])[binned]
             keep = slots >= 0
             c, slots = c[keep], slots[keep]
             if slots.size == 0:
@@ -485,7 +493,7 @@ def _task_hist(
             h = GroupHistogram(hi - lo, edges)
             h.update(c, slots - lo)
             counts += h.finalize(k).counts_
-    return _SlotCounts(lo, counts)
+    return _SlotCounts(lo, counts, outside)
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,7 +558,7 @@ def compute_stats_dask(
         (rng,) = dask.compute(
             _tree_reduce([task2(path, p, chunk, sp, pca) for p in parts], _merge_range), **kw
         )
-        rng.finalize()
+        rng = _apply_sign_rule(pca, rng.finalize(sp.n_components), sp.sign_rule)
         edges = histogram_edges(rng.min_, rng.max_, sp.bins)
         (hist,) = dask.compute(
             _tree_reduce([task3(path, p, chunk, sp, pca, edges) for p in parts], _merge_counts),
@@ -567,7 +575,10 @@ def compute_stats_dask(
         if hist.counts is not None:
             counts[hist.offset : hist.offset + hist.counts.shape[0]] = hist.counts
         counts = counts.reshape(passes.n_models, passes.n_depth_slots, sp.n_components, sp.bins)
-        return deg.result(), _assemble_shifts(passes, rng, edges, counts)
+        outside = (
+            hist.outside if hist.outside is not None else np.zeros((sp.n_components, 2), np.int64)
+        )
+        return deg.result(), _assemble_shifts(passes, rng, edges, counts, outside)
 
 
 def write_stats_dask(

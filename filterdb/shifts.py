@@ -7,11 +7,23 @@ component's coefficients ``c = (f - mu) V^T`` with ``bins`` equal bins over one 
 to ``eps`` and renormalised; symmetric KL (natural log) per component; and
 ``D(P, Q) = sum_i eta_i KLsym(h_P,i, h_Q,i)`` for every pair of groups of every axis.
 
+Population (``population``): with ``trained`` (the default, the study's population) the PCA,
+the global coefficient range and every axis except ``trained`` use only models whose
+``training`` is known and not ``random_init_label``. Random-init filters are projected in the
+same basis and binned with the same edges for the ``trained`` axis only; their coefficients
+outside the trained range are clipped into the end bins (counted per component and side in
+``n_coef_outside``), so every random-init filter is counted and its mass beyond the trained
+range shows up as mass in the end bins instead of disappearing. Models without a ``training``
+value are left out (``n_filters_excluded``). With ``all`` every model is pooled everywhere (the
+behaviour before the parameter existed). Each ``shift_<axis>`` records its population in the
+attribute ``population``; the file has the global attributes ``population`` and ``sign_rule``.
+
 Passes over ``weight`` (each one sequential, chunk-aligned, fixed memory):
 
 1. PCA sums (count, mean, centred 9x9 scatter merged with Chan's formula, float64); the
    degeneracy statistics share this pass in :func:`compute_stats`.
-2. The global coefficient range (needs the PCA).
+2. The global coefficient range (needs the PCA) and, per component, the coefficient of largest
+   magnitude (first in file order on ties), which fixes the u-based signs.
 3. Histogram counts per (model, depth decile, component, bin) in one ``bincount`` (needs the
    range). Every axis's groups are sums of these counts, so all axes cost one pass.
 
@@ -22,8 +34,15 @@ than re-reading the float32 weights. Coefficients are recomputed identically in 
 
 Conventions and edge cases:
 
-- PCA signs: each component's entry of largest magnitude is positive (scikit-learn's
-  ``svd_flip(u_based_decision=False)``), so coefficients and the range are reproducible.
+- PCA signs (``sign_rule``): ``v-based`` (default) makes each component's entry of largest
+  magnitude positive (scikit-learn >= 1.5, ``svd_flip(u_based_decision=False)``); ``u-based``
+  makes the coefficient of largest magnitude over the fit population positive, which is the
+  sign of the largest-magnitude entry of ``U`` in ``X - mu = U S V`` (scikit-learn 0.24, used by
+  the study, ``svd_flip(u_based_decision=True)``). ``U`` is never formed: the peak coefficient
+  is accumulated in pass 2 and the range of a flipped component is the negated range, exactly
+  (IEEE negation commutes with the projection), so no extra pass is needed. A component whose
+  coefficients are all zero keeps its sign (scikit-learn would multiply it by 0). The signs do
+  not change ``eta``, but ``D`` depends on them through the asymmetric global range.
 - Binning reproduces ``numpy.histogram(range=(min, max), bins=bins)`` exactly (including its
   ULP corrections; a zero-width range is widened by 0.5 on each side as numpy does).
 - All-zero filters stay zero after scaling; filters with non-finite weights are left out of
@@ -49,6 +68,8 @@ import numpy as np
 import xarray as xr
 
 from filterdb._reading import (
+    FoldScales,
+    check_filter_view,
     chunk_size_of,
     iter_chunks,
     iter_layers,
@@ -74,8 +95,10 @@ __all__ = [
     "axis_groups",
     "compute_shifts",
     "compute_stats",
+    "count_outside",
     "depth_deciles",
     "histogram_probabilities",
+    "model_roles",
     "scale_filters",
     "shift_matrix",
     "symmetric_kl",
@@ -86,6 +109,17 @@ __all__ = [
 STATS_VERSION = 1
 DEPTH_AXIS = "depth"
 TRAINED_AXIS = "trained"
+#: Values of ``ShiftsParams.population``.
+POPULATIONS = ("trained", "all")
+#: Values of ``ShiftsParams.sign_rule``.
+SIGN_RULES = ("v-based", "u-based")
+#: Population attribute of the ``trained`` axis under ``population: trained``.
+TRAINED_AXIS_POPULATION = "trained+random-init"
+
+# role of a model (and its filters) in the statistics
+_FIT = 0  # in the PCA, the range and every axis
+_PROJECTED = 1  # projected in the basis, binned with the same edges, on the trained axis only
+_OUT = -1  # in nothing
 
 
 @dataclass(frozen=True)
@@ -108,7 +142,21 @@ class ShiftsParams:
     depth_edges : sequence of float
         Cut points of the depth groups, right-closed, lowest included (pandas ``cut``).
     random_init_label : str
-        The ``training`` value that means untrained, for the ``trained`` axis.
+        The ``training`` value that means untrained, for the ``trained`` axis and the
+        population.
+    population : {"trained", "all"}
+        ``trained``: the PCA, the coefficient range and all axes but ``trained`` use the models
+        whose ``training`` is known and not ``random_init_label``; random-init filters are
+        projected in that basis for the ``trained`` axis only (clipped into the end bins when
+        outside the range). ``all``: every model everywhere.
+    sign_rule : {"v-based", "u-based"}
+        PCA component signs: ``v-based`` makes each component's largest-magnitude entry
+        positive; ``u-based`` (scikit-learn 0.24, the study) makes each component's
+        largest-magnitude coefficient over the fit population positive.
+    filters : {"raw", "folded"}
+        ``raw``: the conv's own weights; ``folded``: ``weight * fold_scale`` per output channel
+        (BatchNorm folded, as the study measured), folded chunk by chunk where the passes read
+        them. Peak scaling cancels positive scales; a negative scale flips the filter's sign.
     chunk_size : int or None
         Filters per read; ``None`` follows the on-disk chunking of ``weight``.
     store_model_counts : bool
@@ -132,11 +180,27 @@ class ShiftsParams:
     )
     depth_edges: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     random_init_label: str = "random-init"
+    population: str = "trained"
+    sign_rule: str = "v-based"
     chunk_size: int | None = None
     store_model_counts: bool = True
     blas_threads: int | None = 1
+    filters: str = "raw"
 
     def __post_init__(self) -> None:
+        check_filter_view(self.filters, "shifts")
+        for key, allowed in (("population", POPULATIONS), ("sign_rule", SIGN_RULES)):
+            value = getattr(self, key)
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(
+                    f"shifts.{key} must be one of {', '.join(allowed)}; got {value!r}"
+                    + ("" if isinstance(value, str) else f" ({type(value).__name__})")
+                )
+        if not isinstance(self.random_init_label, str) or not self.random_init_label:
+            raise ValueError(
+                f"shifts.random_init_label must be a non-empty string; "
+                f"got {self.random_init_label!r}"
+            )
         object.__setattr__(self, "axes", tuple(self.axes))
         object.__setattr__(self, "depth_edges", tuple(float(e) for e in self.depth_edges))
         if not 1 <= int(self.n_components) <= 9:
@@ -232,7 +296,7 @@ class StreamingPCA:
         ``(n_features,)`` mean row.
     components_ : numpy.ndarray
         ``(n_components, n_features)`` principal axes, by decreasing variance; each row's entry
-        of largest magnitude is positive.
+        of largest magnitude is positive (v-based signs; :meth:`flip` changes them).
     explained_variance_ : numpy.ndarray
         Variances along the components (denominator ``n - 1``, as scikit-learn).
     explained_variance_ratio_ : numpy.ndarray
@@ -291,43 +355,132 @@ class StreamingPCA:
         """Coefficients ``(x - mean_) @ components_.T`` (float64)."""
         return np.dot(np.asarray(x, dtype=np.float64) - self.mean_, self.components_.T)
 
+    def flip(self, signs: np.ndarray) -> StreamingPCA:
+        """Multiply component ``i`` by ``signs[i]`` (``+1`` or ``-1``); returns ``self``."""
+        signs = np.asarray(signs, dtype=np.float64)
+        if not np.all(np.abs(signs) == 1.0):
+            raise ValueError(f"signs must be +1 or -1, got {signs}")
+        self.components_ = self.components_ * signs[:, None]
+        return self
+
 
 class CoefficientRange:
-    """Streaming global min and max of all values seen.
+    """Streaming min and max of coefficients, and each component's peak coefficient.
+
+    :meth:`update` takes coefficient rows ``(n, k)``: it tracks the global min and max over all
+    values, the min and max per column, and per column the value of largest magnitude (the
+    first in ``index`` order on ties, as ``numpy.argmax`` over the rows of ``U`` picks it).
 
     Attributes
     ----------
     min_, max_ : float
-        Extremes (NaN when nothing was seen).
+        Global extremes (NaN when nothing was seen).
+    component_min_, component_max_ : numpy.ndarray
+        ``(k,)`` extremes per column (NaN when nothing was seen).
+    peak_ : numpy.ndarray
+        ``(k,)`` per column the value of largest magnitude; its sign is the u-based sign.
+    peak_index_ : numpy.ndarray
+        ``(k,)`` int64 ``index`` of that value (-1 when nothing was seen).
     """
 
     def _state(self) -> tuple[float, float]:
         if not hasattr(self, "_lo"):
             self._lo, self._hi = math.inf, -math.inf
+            self._seen = 0
+            self._cols: tuple[np.ndarray, ...] | None = None
         return self._lo, self._hi
 
-    def update(self, values: np.ndarray) -> CoefficientRange:
-        """Add values (any shape); returns ``self``."""
+    def update(self, values: np.ndarray, index: np.ndarray | None = None) -> CoefficientRange:
+        """Add coefficient rows ``(n, k)`` (other shapes: only the global extremes).
+
+        ``index`` gives each row's position in the data (increasing; default: the number of
+        rows added before); it breaks ties of the peak magnitude. Returns ``self``.
+        """
         lo, hi = self._state()
         v = np.asarray(values)
         if v.size:
             self._lo, self._hi = min(lo, float(v.min())), max(hi, float(v.max()))
+        if v.ndim == 2 and v.shape[0]:
+            n = v.shape[0]
+            idx = (
+                np.arange(self._seen, self._seen + n, dtype=np.int64)
+                if index is None
+                else np.asarray(index, dtype=np.int64)
+            )
+            arg = np.argmax(np.abs(v), axis=0)  # first occurrence: the smallest index
+            cols = np.arange(v.shape[1])
+            self._merge_cols(
+                (v.min(axis=0), v.max(axis=0), v[arg, cols].astype(np.float64), idx[arg])
+            )
+        if v.ndim == 2:
+            self._seen += v.shape[0]
         return self
+
+    def _merge_cols(self, other: tuple[np.ndarray, ...] | None) -> None:
+        if other is None:
+            return
+        if self._cols is None:
+            self._cols = tuple(np.array(a) for a in other)
+            return
+        cmin, cmax, peak, pidx = self._cols
+        omin, omax, opeak, oidx = other
+        if omin.shape != cmin.shape:
+            raise ValueError("cannot combine coefficient rows with different numbers of columns")
+        a, b = np.abs(peak), np.abs(opeak)
+        take = (b > a) | ((b == a) & (oidx < pidx))
+        self._cols = (
+            np.minimum(cmin, omin),
+            np.maximum(cmax, omax),
+            np.where(take, opeak, peak),
+            np.where(take, oidx, pidx),
+        )
 
     def merge(self, other: CoefficientRange) -> CoefficientRange:
         """Combine with another accumulator; returns ``self``."""
         lo, hi = self._state()
         olo, ohi = other._state()
         self._lo, self._hi = min(lo, olo), max(hi, ohi)
+        self._merge_cols(other._cols)
+        self._seen += other._seen
         return self
 
-    def finalize(self) -> CoefficientRange:
-        """Set ``min_`` and ``max_``; returns ``self``."""
+    def finalize(self, n_components: int | None = None) -> CoefficientRange:
+        """Set the attributes (``n_components`` sizes the per-column ones when nothing was
+        seen); returns ``self``."""
         lo, hi = self._state()
         empty = lo > hi
         self.min_ = math.nan if empty else lo
         self.max_ = math.nan if empty else hi
+        if self._cols is not None:
+            cmin, cmax, peak, pidx = (np.array(a) for a in self._cols)
+        else:
+            k = int(n_components or 0)
+            cmin, cmax, peak = (np.full(k, np.nan) for _ in range(3))
+            pidx = np.full(k, -1, np.int64)
+        self.component_min_, self.component_max_ = cmin, cmax
+        self.peak_, self.peak_index_ = peak, pidx
         return self
+
+    def u_based_signs(self) -> np.ndarray:
+        """``sign(peak_)`` per component, ``+1`` where the peak is 0 or undefined."""
+        return np.where(self.peak_ < 0, -1.0, 1.0)
+
+    def flipped(self, signs: np.ndarray) -> CoefficientRange:
+        """The finalized range of the coefficients after multiplying column ``i`` by
+        ``signs[i]`` (exact: negation commutes with the projection in IEEE arithmetic)."""
+        signs = np.asarray(signs, dtype=np.float64)
+        neg = signs < 0
+        out = CoefficientRange()
+        out._state()
+        out._seen = self._seen
+        cmin = np.where(neg, -self.component_max_, self.component_min_)
+        cmax = np.where(neg, -self.component_min_, self.component_max_)
+        out._cols = (cmin, cmax, self.peak_ * signs, self.peak_index_.copy())
+        if cmin.size and np.isfinite(cmin).all():
+            out._lo, out._hi = float(cmin.min()), float(cmax.max())
+        else:
+            out._lo, out._hi = self._lo, self._hi
+        return out.finalize(signs.size)
 
 
 def histogram_edges(lo: float, hi: float, bins: int) -> np.ndarray:
@@ -538,6 +691,44 @@ def axis_groups(
 # the passes
 
 
+def model_roles(ds: xr.Dataset, params: ShiftsParams | Mapping[str, Any] | None = None) -> (
+    np.ndarray
+):
+    """Each model's role in the statistics under ``params.population``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int8 per model: 0 in the PCA, the range and every axis (the fit population); 1 only
+        projected for the ``trained`` axis (random-init under ``population: trained``); -1 in
+        nothing (no ``training`` value under ``population: trained``). All 0 with
+        ``population: all``.
+    """
+    p = ShiftsParams.coerce(params)
+    n = int(ds.sizes.get("model", 0))
+    if p.population == "all":
+        return np.zeros(n, np.int8)
+    if "training" not in ds.variables:
+        raise ValueError(
+            "shifts.population 'trained' needs the model variable 'training' to tell trained "
+            "from random-init models; the dataset has none (set population: all to pool them)"
+        )
+    _, grp = axis_groups(ds, TRAINED_AXIS, p)  # 0 random-init, 1 trained, -1 unknown
+    return np.where(grp == 1, _FIT, np.where(grp == 0, _PROJECTED, _OUT)).astype(np.int8)
+
+
+def _apply_sign_rule(
+    pca: StreamingPCA, rng: CoefficientRange, rule: str
+) -> CoefficientRange:
+    """Flip ``pca`` to ``rule`` (it is v-based after ``finalize``); returns the range after the
+    flip (finalized). ``rng`` holds the coefficients of the v-based basis."""
+    if rule == "v-based":
+        return rng
+    signs = rng.u_based_signs()
+    pca.flip(signs)
+    return rng.flipped(signs)
+
+
 class _ShiftsPasses:
     def __init__(self, ds: xr.Dataset, params: ShiftsParams) -> None:
         self.ds = ds
@@ -562,25 +753,26 @@ class _ShiftsPasses:
         self.layer_slot = self.layer_model * self.n_depth_slots + np.where(
             dec >= 0, dec, self.n_dec
         )
+        roles = model_roles(ds, params)
+        # models beyond the model table have no training value: out of a trained population
+        pad = _FIT if params.population == "all" else _OUT
+        self.model_role = np.concatenate(
+            [roles, np.full(self.n_models - roles.size, pad, np.int8)]
+        )
+        self.layer_role = self.model_role[self.layer_model] if n_layers else np.zeros(0, np.int8)
+        # with population 'all' nothing is masked: every finite filter is in the PCA and range
+        self.masked = params.population != "all"
         self.pca = StreamingPCA(params.n_components)
         self.n_nonfinite = 0
+        self.fold = FoldScales(ds) if params.filters == "folded" else None
 
-    # pass 1
-    def pca_chunk(self, start: int, arr: np.ndarray) -> None:
-        x, finite = scale_filters(arr)
-        if not finite.all():
-            self.n_nonfinite += int((~finite).sum())
-            x = x[finite]
-        self.pca.update(x)
+    def _scaled(self, start: int, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Peak-scaled rows of a chunk read at filter ``start``, BatchNorm-folded first when
+        ``filters`` is ``folded`` (see :func:`scale_filters`)."""
+        return scale_filters(self.fold.apply(start, arr) if self.fold is not None else arr)
 
-    def coefficients(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x, finite = scale_filters(arr)
-        if not finite.all():
-            x = x[finite]
-        return self.pca.transform(x), finite
-
-    def slots(self, start: int, n: int) -> np.ndarray:
-        out = np.full(n, -1, dtype=np.int64)
+    def _per_filter(self, start: int, n: int, per_layer: np.ndarray, fill: int) -> np.ndarray:
+        out = np.full(n, fill, dtype=per_layer.dtype)
         end = start + n
         ends = self.first + self.count
         lo = int(np.searchsorted(ends, start, side="right"))
@@ -588,25 +780,94 @@ class _ShiftsPasses:
         for li in range(lo, hi):
             a = max(int(self.first[li]), start) - start
             b = min(int(ends[li]), end) - start
-            out[a:b] = self.layer_slot[li]
+            out[a:b] = per_layer[li]
         return out
+
+    def roles(self, start: int, n: int) -> np.ndarray:
+        """Role of each filter of ``[start, start + n)`` (filters in no layer: -1)."""
+        return self._per_filter(start, n, self.layer_role, _OUT)
+
+    def slots(self, start: int, n: int) -> np.ndarray:
+        return self._per_filter(start, n, self.layer_slot, -1)
+
+    # pass 1
+    def fit_rows(self, start: int, arr: np.ndarray) -> tuple[np.ndarray, int]:
+        """Peak-scaled finite rows of the fit population in a chunk, and its non-finite count
+        (over all filters of the chunk, whatever their role)."""
+        x, finite = self._scaled(start, arr)
+        bad = int((~finite).sum())
+        keep = finite & (self.roles(start, arr.shape[0]) == _FIT) if self.masked else finite
+        if not keep.all():
+            x = x[keep]
+        return x, bad
+
+    def pca_chunk(self, start: int, arr: np.ndarray) -> None:
+        x, bad = self.fit_rows(start, arr)
+        self.n_nonfinite += bad
+        self.pca.update(x)
+
+    # pass 2
+    def fit_coefficients(self, start: int, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients of the fit rows of a chunk and their filter indices."""
+        x, finite = self._scaled(start, arr)
+        keep = finite & (self.roles(start, arr.shape[0]) == _FIT) if self.masked else finite
+        if not keep.all():
+            x = x[keep]
+        return self.pca.transform(x), start + np.flatnonzero(keep)
+
+    def range_chunk(self, rng: CoefficientRange, start: int, arr: np.ndarray) -> None:
+        rng.update(*self.fit_coefficients(start, arr))
+
+    # pass 3
+    def coefficients(
+        self, start: int, arr: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Coefficients of the binned rows of a chunk (finite, role fit or projected), the row
+        mask, and whether each binned row is projected only."""
+        x, finite = self._scaled(start, arr)
+        keep = finite
+        projected = np.zeros(0, bool)
+        if self.masked:
+            role = self.roles(start, arr.shape[0])
+            keep = finite & (role != _OUT)
+            projected = role[keep] == _PROJECTED
+        if not keep.all():
+            x = x[keep]
+        if not self.masked:
+            projected = np.zeros(x.shape[0], bool)
+        return self.pca.transform(x), keep, projected
+
+    def hist_chunk(
+        self, hist: GroupHistogram, outside: np.ndarray, start: int, arr: np.ndarray
+    ) -> None:
+        c, keep, projected = self.coefficients(start, arr)
+        hist.update(c, self.slots(start, arr.shape[0])[keep])
+        count_outside(outside, c[projected], hist.edges)
 
     def run_after_pass1(self, chunk: int) -> xr.Dataset:
         self.pca.finalize()
         rng = CoefficientRange()
-        for _, arr in iter_chunks(self.ds, chunk):  # pass 2
-            rng.update(self.coefficients(arr)[0])
-        rng.finalize()
+        for start, arr in iter_chunks(self.ds, chunk):  # pass 2
+            self.range_chunk(rng, start, arr)
+        rng = _apply_sign_rule(self.pca, rng.finalize(self.p.n_components), self.p.sign_rule)
         edges = histogram_edges(rng.min_, rng.max_, self.p.bins)
         hist = GroupHistogram(self.n_models * self.n_depth_slots, edges)
+        outside = np.zeros((self.p.n_components, 2), np.int64)
         for start, arr in iter_chunks(self.ds, chunk):  # pass 3
-            c, finite = self.coefficients(arr)
-            hist.update(c, self.slots(start, arr.shape[0])[finite])
+            self.hist_chunk(hist, outside, start, arr)
         hist.finalize(self.p.n_components)
         counts = hist.counts_.reshape(
             self.n_models, self.n_depth_slots, self.p.n_components, self.p.bins
         )
-        return _assemble_shifts(self, rng, edges, counts)
+        return _assemble_shifts(self, rng, edges, counts, outside)
+
+
+def count_outside(out: np.ndarray, coefs: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Add to ``out[component, (below, above)]`` the coefficients outside ``edges``."""
+    if coefs.size:
+        out[:, 0] += (coefs < edges[0]).sum(axis=0)
+        out[:, 1] += (coefs > edges[-1]).sum(axis=0)
+    return out
 
 
 def _group_block(
@@ -617,6 +878,7 @@ def _group_block(
     edges: np.ndarray,
     eta: np.ndarray,
     eps: float,
+    matrix_attrs: Mapping[str, Any],
 ) -> dict[str, xr.Variable]:
     probs = histogram_probabilities(counts, edges, eps)
     d, kl = shift_matrix(probs, eta)
@@ -625,7 +887,11 @@ def _group_block(
         f"shift_{name}": xr.Variable(
             (dim, dim_b),
             d,
-            {"long_name": f"D(P, Q) = sum_i eta_i KLsym between {name} groups", "units": "nat"},
+            {
+                "long_name": f"D(P, Q) = sum_i eta_i KLsym between {name} groups",
+                "units": "nat",
+                **matrix_attrs,
+            },
         ),
         f"klsym_{name}": xr.Variable(
             (dim, dim_b, "component"), kl, {"long_name": "symmetric KL per component"}
@@ -641,8 +907,23 @@ def _group_block(
     }
 
 
+def _population_groups(
+    labels: list[str], model_group: np.ndarray, fit: np.ndarray
+) -> tuple[list[str], np.ndarray]:
+    """Keep only the fit population's models and the labels that one of them has."""
+    group = np.where(fit[: model_group.size], model_group, -1)
+    present = sorted(set(group[group >= 0].tolist()))
+    remap = np.full(len(labels) + 1, -1, np.int64)
+    remap[present] = np.arange(len(present))
+    return [labels[i] for i in present], np.where(group >= 0, remap[group], -1)
+
+
 def _assemble_shifts(
-    sp: _ShiftsPasses, rng: CoefficientRange, edges: np.ndarray, counts: np.ndarray
+    sp: _ShiftsPasses,
+    rng: CoefficientRange,
+    edges: np.ndarray,
+    counts: np.ndarray,
+    outside: np.ndarray,
 ) -> xr.Dataset:
     p, pca, ds = sp.p, sp.pca, sp.ds
     k = p.n_components
@@ -650,36 +931,66 @@ def _assemble_shifts(
     data: dict[str, xr.Variable] = {
         "pca_mean": xr.Variable("tap", pca.mean_, {"long_name": "mean of peak-scaled filters"}),
         "pca_components": xr.Variable(
-            ("component", "tap"), pca.components_, {"long_name": "principal axes (rows)"}
+            ("component", "tap"),
+            pca.components_,
+            {"long_name": "principal axes (rows)", "sign_rule": p.sign_rule},
         ),
         "explained_variance": xr.Variable("component", pca.explained_variance_),
         "explained_variance_ratio": xr.Variable("component", eta),
         "bin_edges": xr.Variable("bin_edge", edges),
+        "coef_peak": xr.Variable(
+            "component",
+            rng.peak_,
+            {
+                "long_name": "coefficient of largest magnitude per component over the PCA "
+                "population (positive for every component under the u-based sign rule)",
+            },
+        ),
+        "n_coef_outside": xr.Variable(
+            ("component", "side"),
+            outside,
+            {
+                "long_name": "coefficients of projected-only (random-init) filters outside the "
+                "global range, clipped into the end bins",
+            },
+        ),
     }
     coords: dict[str, Any] = {
         "component": np.arange(k),
         "tap": np.arange(9),
         "bin": np.arange(p.bins),
         "bin_center": ("bin", (edges[:-1] + edges[1:]) / 2.0),
+        "side": np.asarray(["below", "above"], dtype=object),
     }
+    fit = sp.model_role == _FIT
+    projected = sp.model_role == _PROJECTED
     per_model = counts.sum(axis=1)  # (model, component, bin)
-    has = per_model[:, 0, :].sum(axis=-1) > 0
+    model_filters = per_model[:, 0, :].sum(axis=-1)
+    has = model_filters > 0
+    basis_attrs = {"basis_population": p.population, "sign_rule": p.sign_rule}
     for axis in p.axes:
+        population = p.population
         if axis == DEPTH_AXIS:
             labels = _depth_labels(p.depth_edges)
-            c = counts[:, : sp.n_dec].sum(axis=0)
-            nm = (counts[:, : sp.n_dec, 0, :].sum(axis=-1) > 0).sum(axis=0)
+            c = counts[fit, : sp.n_dec].sum(axis=0)
+            nm = (counts[fit, : sp.n_dec, 0, :].sum(axis=-1) > 0).sum(axis=0)
             coords["depth_lower"] = (DEPTH_AXIS, np.asarray(p.depth_edges[:-1]))
             coords["depth_upper"] = (DEPTH_AXIS, np.asarray(p.depth_edges[1:]))
         else:
             labels, model_group = axis_groups(ds, axis, p)
+            if axis == TRAINED_AXIS:
+                if p.population != "all":
+                    population = TRAINED_AXIS_POPULATION
+            elif p.population != "all":
+                labels, model_group = _population_groups(labels, model_group, fit)
             onehot = (model_group[None, :] == np.arange(len(labels))[:, None]).astype(np.int64)
             onehot = np.pad(onehot, ((0, 0), (0, sp.n_models - onehot.shape[1])))
             c = np.tensordot(onehot, per_model, axes=(1, 0))
             nm = (onehot * has[None, :]).sum(axis=1)
         coords[axis] = np.asarray(labels, dtype=object)
         coords[f"{axis}_b"] = np.asarray(labels, dtype=object)
-        data.update(_group_block(axis, labels, c, nm, edges, eta, p.eps))
+        attrs = {"population": population, **basis_attrs}
+        data.update(_group_block(axis, labels, c, nm, edges, eta, p.eps, attrs))
     if p.store_model_counts:
         data["count_model_depth"] = xr.Variable(
             ("model", "depth_slot", "component", "bin"),
@@ -692,21 +1003,44 @@ def _assemble_shifts(
         coords["depth_slot"] = np.asarray([*_depth_labels(p.depth_edges), "none"], dtype=object)
         if "model" in ds.variables:
             coords["model"] = np.asarray(ds["model"].values)
+    n_projected = int(model_filters[projected].sum())
+    n_used = int(pca.n_samples_) + n_projected
+    n_total = int(ds.sizes.get("filter", n_used + sp.n_nonfinite))
+    if p.population == "all":
+        population_note = "all models pooled everywhere"
+    else:
+        population_note = (
+            f"PCA, range and axes on models whose training is not {p.random_init_label!r}; "
+            f"{p.random_init_label} filters projected in the same basis for the trained axis "
+            "only, clipped into the end bins outside the range"
+        )
+    if p.sign_rule == "v-based":
+        sign_note = "largest-magnitude entry of each component positive (v-based)"
+    else:
+        sign_note = "largest-magnitude coefficient of each component positive (u-based)"
     out = xr.Dataset(data, coords=coords)
     out.attrs.update(
         title="filterdb distribution-shift statistics",
         filterdb_stats_version=STATS_VERSION,
         axes=" ".join(p.axes),
-        n_filters_used=int(pca.n_samples_),
+        population=p.population,
+        sign_rule=p.sign_rule,
+        filters=p.filters,
+        n_filters_used=n_used,
+        n_filters_pca=int(pca.n_samples_),
+        n_filters_projected=n_projected,
+        n_filters_excluded=n_total - n_used - int(sp.n_nonfinite),
         n_filters_nonfinite=int(sp.n_nonfinite),
+        n_models_pca=int((fit & has).sum()),
+        n_models_projected=int((projected & has).sum()),
         coef_min=rng.min_,
         coef_max=rng.max_,
         passes=3,
         comment=(
-            "METHODS.md section 3: peak-scaled filters, one global PCA (largest-magnitude entry "
-            "of each component positive), histograms over the global coefficient range, "
-            "eps-floored and renormalised, symmetric KL (nat), D = sum eta_i KLsym. Empty groups "
-            "have NaN histograms and D."
+            f"METHODS.md section 3 (docs/methods.md): peak-scaled filters, one global PCA "
+            f"({sign_note}), histograms over the global coefficient range, eps-floored and "
+            f"renormalised, symmetric KL (nat), D = sum eta_i KLsym. Population: "
+            f"{population_note}. Empty groups have NaN histograms and D."
         ),
         **p.as_attrs(),
     )
@@ -767,7 +1101,14 @@ def compute_shifts(
         ``bin_edges(bin_edge)``; per axis ``A`` (coordinates ``A`` and ``A_b`` hold the group
         labels): ``shift_A(A, A_b)``, ``klsym_A(A, A_b, component)``,
         ``prob_A(A, component, bin)``, ``count_A(A, component, bin)``, ``n_filters_A(A)``,
-        ``n_models_A(A)``; optionally ``count_model_depth(model, depth_slot, component, bin)``.
+        ``n_models_A(A)``; ``coef_peak(component)`` (largest-magnitude coefficient over the PCA
+        population), ``n_coef_outside(component, side)`` (clipped coefficients of random-init
+        filters); optionally ``count_model_depth(model, depth_slot, component, bin)``. Each
+        ``shift_A`` has the attributes ``population`` (``trained``, ``all``, or
+        ``trained+random-init`` for the ``trained`` axis of a trained population),
+        ``basis_population`` and ``sign_rule``; global attributes ``population``,
+        ``sign_rule``, ``n_filters_pca`` / ``_projected`` / ``_excluded`` / ``_nonfinite`` /
+        ``_used``, ``n_models_pca`` / ``_projected``, ``coef_min``, ``coef_max``.
     """
     sp = ShiftsParams.coerce(params)
     passes = _ShiftsPasses(ds, sp)

@@ -16,7 +16,11 @@ cheap: they read only the sampled layers or groups of ``weight``.
   groups skipped) the histogram counts and floored probabilities recomputed with
   :func:`numpy.histogram` from the stored PCA mean/basis and global range; every ``D`` and
   ``KLsym`` entry of the sampled groups' rows recomputed from the stored histograms and ``eta``
-  with :func:`scipy.stats.entropy`; ``eta`` summing to 1 and an orthonormal basis.
+  with :func:`scipy.stats.entropy`; ``eta`` summing to 1 and an orthonormal basis. The
+  stored ``population`` decides the groups' models: with ``trained`` only models whose
+  ``training`` is known and not random-init, except on the ``trained`` axis, whose random-init
+  group is clipped into the range and its clipped coefficients checked against
+  ``n_coef_outside`` (files without the attribute pooled all models).
 
 Examples
 --------
@@ -373,22 +377,40 @@ def _model_labels(ds: xr.Dataset, name: str) -> np.ndarray:
     return np.array([lookup.get(int(c)) for c in codes], dtype=object)
 
 
-def _group_layers(ds: xr.Dataset, shifts: xr.Dataset, g: _Group, random_label: str) -> np.ndarray:
+def _population(shifts: xr.Dataset) -> str:
+    """``trained`` or ``all`` (files written before the parameter existed pooled all models)."""
+    return str(shifts.attrs.get("population", _param(dict(shifts.attrs), "population", "all")))
+
+
+def _trained_models(ds: xr.Dataset, random_label: str) -> np.ndarray:
+    """Per model: ``training`` is known and not random-init."""
+    training = _model_labels(ds, "training")
+    return np.array([v is not None and v != random_label for v in training], dtype=bool)
+
+
+def _group_layers(
+    ds: xr.Dataset, shifts: xr.Dataset, g: _Group, random_label: str, population: str = "all"
+) -> np.ndarray:
     """Layer indices of a group, from the layer and model tables of the dataset."""
+    layer_model = np.asarray(ds["layer_model"].values, dtype=np.int64)
+    n_models = int(ds.sizes.get("model", 0))
+    if population == "all" or g.axis == "trained":
+        members = np.ones(n_models, dtype=bool)
+    else:
+        members = _trained_models(ds, random_label)
     if g.axis == "depth":
         lo = float(shifts["depth_lower"].values[g.index])
         hi = float(shifts["depth_upper"].values[g.index])
         d = np.asarray(ds["conv_depth_norm"].values, dtype=np.float64)
         keep = ((d > lo) | ((g.index == 0) & (d == lo))) & (d <= hi)  # pandas.cut, lowest incl.
-        return np.flatnonzero(keep)
+        return np.flatnonzero(keep & members[layer_model])
     if g.axis == "trained":
         training = _model_labels(ds, "training")
         is_random = np.array([v == random_label for v in training])
         known = np.array([v is not None for v in training], dtype=bool)
         wanted = is_random if g.label == random_label else ~is_random & known
     else:
-        wanted = _model_labels(ds, g.axis) == g.label
-    layer_model = np.asarray(ds["layer_model"].values, dtype=np.int64)
+        wanted = (_model_labels(ds, g.axis) == g.label) & members
     return np.flatnonzero(np.asarray(wanted, dtype=bool)[layer_model])
 
 
@@ -466,6 +488,7 @@ def recheck_shifts(
         attrs = dict(st.attrs)
         eps = float(_param(attrs, "eps", 1.1920929e-07))
         random_label = str(_param(attrs, "random_init_label", "random-init"))
+        population = _population(st)
         mu = np.asarray(st["pca_mean"].values, dtype=np.float64)
         basis = np.asarray(st["pca_components"].values, dtype=np.float64)
         eta = np.asarray(st["explained_variance_ratio"].values, dtype=np.float64)
@@ -476,7 +499,7 @@ def recheck_shifts(
         for axis, gi in sample_groups(st, n_groups, seed, max_filters):
             g = groups[(axis, gi)]
             where = f"{name}: axis {axis!r} group {g.label!r} (#{gi}, n={g.n_filters})"
-            layers = _group_layers(ds, st, g, random_label)
+            layers = _group_layers(ds, st, g, random_label, population)
             raw = _read_layers(ds, layers)
             peak = np.abs(raw).max(axis=1).astype(np.float64) if raw.size else np.zeros(0)
             finite = np.isfinite(raw).all(axis=1)
@@ -489,7 +512,10 @@ def recheck_shifts(
                 )
             span = (hi - lo) if hi > lo else 1.0
             outside = (coef < lo - EDGE_TOLERANCE * span) | (coef > hi + EDGE_TOLERANCE * span)
-            if outside.any():
+            projected = population != "all" and axis == "trained" and g.label == random_label
+            if projected:  # outside the fit population: clipped into the end bins by design
+                problems += _check_clipped(st, coef, lo, hi, span, where)
+            elif outside.any():
                 problems.append(
                     f"{where}: {int(outside.sum())} coefficients outside the stored range "
                     f"[{lo!r}, {hi!r}] (coef_min/coef_max are not global)"
@@ -523,15 +549,40 @@ def recheck_shifts(
     return problems
 
 
+def _check_clipped(
+    st: xr.Dataset, coef: np.ndarray, lo: float, hi: float, span: float, where: str
+) -> list[str]:
+    """Coefficients of projected-only filters below/above the range against ``n_coef_outside``."""
+    if "n_coef_outside" not in st.variables:
+        return []
+    stored = np.asarray(st["n_coef_outside"].values, dtype=np.int64)
+    tol = EDGE_TOLERANCE * span
+    bounds = (
+        ((coef < lo - tol).sum(axis=0), (coef < lo + tol).sum(axis=0)),
+        ((coef > hi + tol).sum(axis=0), (coef > hi - tol).sum(axis=0)),
+    )
+    problems = []
+    for side, (least, most) in enumerate(bounds):
+        bad = (stored[:, side] < least) | (stored[:, side] > most)
+        if bad.any():
+            c = int(np.argmax(bad))
+            problems.append(
+                f"{where}: n_coef_outside[component {c}, {('below', 'above')[side]}] stored "
+                f"{int(stored[c, side])}, recomputed {int(least[c])}"
+            )
+    return problems
+
+
 def _check_shifts_alignment(ds: xr.Dataset, st: xr.Dataset, name: str, fname: str) -> list[str]:
     problems = []
     n = ds.sizes.get("filter", 0)
     used = int(st.attrs.get("n_filters_used", -1))
     nonfinite = int(st.attrs.get("n_filters_nonfinite", 0))
-    if used + nonfinite != n:
+    excluded = int(st.attrs.get("n_filters_excluded", 0))
+    if used + nonfinite + excluded != n:
         problems.append(
-            f"{name}: n_filters_used + n_filters_nonfinite = {used} + {nonfinite}, but "
-            f"{fname} has {n} filters"
+            f"{name}: n_filters_used + n_filters_nonfinite + n_filters_excluded = {used} + "
+            f"{nonfinite} + {excluded}, but {fname} has {n} filters"
         )
     models = _labels(ds["model"].values)
     if "model" in st.variables:
@@ -541,11 +592,17 @@ def _check_shifts_alignment(ds: xr.Dataset, st: xr.Dataset, name: str, fname: st
                 f"{name}: model ids differ from {fname} ({len(stored)} vs {len(models)} models; "
                 f"first stored {stored[:3]}, expected {models[:3]})"
             )
+    if _population(st) == "all" or "training" not in ds.variables:
+        members = np.ones(ds.sizes.get("model", 0), dtype=bool)
+    else:
+        label = str(_param(dict(st.attrs), "random_init_label", "random-init"))
+        members = _trained_models(ds, label)
     for axis in _axes(st):
         if axis in ("depth", "trained") or axis not in ds.variables:
             continue
         stored = _labels(st[axis].values)
-        expected = sorted({v for v in _model_labels(ds, axis) if v is not None})
+        values = _model_labels(ds, axis)[members]
+        expected = sorted({v for v in values if v is not None})
         if stored != expected:
             problems.append(
                 f"{name}: groups of axis {axis!r} are {stored}, but {fname} has {expected}"

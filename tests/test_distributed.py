@@ -108,6 +108,26 @@ def test_processes_scheduler_gives_identical_results(data_file, reference):
                  reference)
 
 
+def test_default_reference_uses_the_trained_population(reference):
+    sh = reference[1]
+    assert sh.attrs["population"] == "trained" and sh.attrs["n_filters_projected"] > 0
+    assert "random-init" not in list(sh["training"].values)
+
+
+@pytest.mark.parametrize(
+    "shifts_params",
+    [{"sign_rule": "u-based"}, {"population": "all"},
+     {"population": "all", "sign_rule": "u-based"}],
+)
+def test_population_and_sign_rule_give_identical_results(data_file, shifts_params):
+    with xr.open_dataset(data_file) as ds:
+        ref = compute_stats(ds, shifts_params=shifts_params)
+    for partition_filters in (1, 250):
+        got = compute_stats_dask(data_file, shifts_params=shifts_params, scheduler="synchronous",
+                                 partition_filters=partition_filters)
+        _assert_same(got, ref)
+
+
 def test_chunk_size_parameter_is_honoured(data_file):
     with xr.open_dataset(data_file) as ds:
         ref = compute_stats(ds, shifts_params={"chunk_size": 37})

@@ -74,6 +74,34 @@ def test_separately_written_statistics_also_agree(files, tmp_path):
     assert recheck_shifts(files["data"], tmp_path / "sh.nc", n_groups=ALL) == []
 
 
+@pytest.mark.parametrize(
+    "params", [{"population": "all"}, {"sign_rule": "u-based"}, {"population": "all",
+                                                                 "sign_rule": "u-based"}]
+)
+def test_every_population_and_sign_rule_recomputes(files, tmp_path, params):
+    write_shifts(files["data"], tmp_path / "sh.nc", params)
+    assert recheck_shifts(files["data"], tmp_path / "sh.nc", n_groups=ALL) == []
+
+
+def test_random_init_outside_the_trained_range_is_checked_against_its_clipped_count(tmp_path):
+    models = [ModelSpec(f"t{m}", [LayerSpec(8, 8)], {"training": "normal"}) for m in range(2)]
+    models.append(ModelSpec("r", [LayerSpec(8, 8, 1, "normal")], {"training": "random-init"}))
+    rng = np.random.default_rng(1)
+    narrow = {li: (np.linspace(0.5, 1, 9) + 0.05 * rng.standard_normal((64, 9))) for li in (0, 1)}
+    data = write_dataset(make_dataset(models, seed=1, weights=narrow), tmp_path / "f.nc")
+    write_shifts(data, tmp_path / "sh.nc")
+    with xr.open_dataset(tmp_path / "sh.nc") as st:
+        assert int(st["n_coef_outside"].sum()) > 0
+    assert recheck_shifts(data, tmp_path / "sh.nc", n_groups=ALL) == []
+
+    def edit(ds):
+        ds["n_coef_outside"].values[0, 0] += 3
+
+    bad = tampered(tmp_path / "sh.nc", tmp_path / "bad.nc", edit)
+    problems = recheck_shifts(data, bad, n_groups=ALL)
+    assert any("n_coef_outside[component 0, below]" in p for p in problems)
+
+
 def test_tampered_entropy_is_reported_with_layer_model_and_values(files, tmp_path):
     def edit(ds):
         ds["entropy"].values[:] += 0.01
