@@ -44,6 +44,7 @@ INPUTS = {
     "degeneracy.nc": "stats/degeneracy.nc",
     "shifts.nc": "stats/shifts.nc",
     "report.md": "stats/report.md",
+    "replication.csv": "stats/replication.csv",
     "plots": "plots",
 }
 DERIVED = ("models.csv", "layers.csv")
