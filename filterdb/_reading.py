@@ -4,6 +4,9 @@ Statistics never hold all filters in memory: they read ``weight(filter, ky, kx)`
 aligned with its on-disk chunking (one sequential pass per call), and regroup those slices into
 whole layers when a statistic needs a layer at once. Only the netCDF layout of
 ``docs/data-layout.md`` is used here; nothing from the extraction code.
+
+:class:`FoldScales` gives the BatchNorm fold scale of every filter of a slice, so a statistic can
+work on folded filters (``weight * scale``) slice by slice in the same fixed memory.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from filterdb._atomic import atomic_path, write_atomic_netcdf, write_atomic_text
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "FILTER_VIEWS",
+    "FoldScales",
     "atomic_path",
+    "check_filter_view",
     "chunk_size_of",
     "iter_chunks",
     "iter_layers",
@@ -29,6 +35,36 @@ __all__ = [
 
 #: Filters per chunk when the ``weight`` variable does not say (the store's default).
 DEFAULT_CHUNK = 65_536
+
+#: Values of the statistics' ``filters`` parameter: the conv's own weights, or BN-folded.
+FILTER_VIEWS = ("raw", "folded")
+
+
+def check_filter_view(value: object, section: str) -> str:
+    """Return ``value`` if it is one of :data:`FILTER_VIEWS`, else raise a ``ValueError``.
+
+    Parameters
+    ----------
+    value : object
+        The ``filters`` parameter.
+    section : str
+        The params.yaml section, named in the error (``degeneracy``, ``shifts``).
+
+    Examples
+    --------
+    >>> check_filter_view("folded", "shifts")
+    'folded'
+    >>> check_filter_view("fold", "shifts")
+    Traceback (most recent call last):
+    ...
+    ValueError: shifts.filters must be one of raw, folded; got 'fold'
+    """
+    if not isinstance(value, str) or value not in FILTER_VIEWS:
+        kind = "" if isinstance(value, str) else f" ({type(value).__name__})"
+        raise ValueError(
+            f"{section}.filters must be one of {', '.join(FILTER_VIEWS)}; got {value!r}{kind}"
+        )
+    return value
 
 
 def chunk_size_of(ds: xr.Dataset, override: int | None = None) -> int:
@@ -184,3 +220,94 @@ def iter_layers(
                 break
     if li < n_layers:
         raise ValueError(f"data ended before layer {li} was complete")
+
+
+class FoldScales:
+    """BatchNorm fold scale of every filter, for any slice ``[start, start + n)`` of filters.
+
+    Filter ``f`` of layer ``l`` (``k = f - layer_first_filter[l]``) is output channel
+    ``k // (in_channels[l] / groups[l])``; its scale is
+    ``fold_scale[layer_first_channel[l] + k // (in_channels[l] / groups[l])]``. Only the
+    per-layer arrays and ``fold_scale`` (one float32 per output channel) are held in memory; the
+    layer of each filter (the values of ``filter_layer``) is found by a vectorised search in
+    ``layer_first_filter``, so no per-filter variable is read. A dataset without ``fold_scale``
+    (schema version 1) has scale 1 everywhere, and filters outside every layer get 1.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the filterdb layout.
+
+    Attributes
+    ----------
+    trivial : bool
+        Every scale is exactly 1 (folding changes nothing; :meth:`apply` returns its input).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({
+    ...     "weight": (("filter", "ky", "kx"), np.ones((6, 3, 3), "f4")),
+    ...     "layer_first_filter": ("layer", np.array([0, 4])),
+    ...     "layer_filter_count": ("layer", np.array([4, 2])),
+    ...     "in_channels": ("layer", np.array([2, 1], "i4")),
+    ...     "out_channels": ("layer", np.array([2, 2], "i4")),
+    ...     "groups": ("layer", np.array([1, 1], "i4")),
+    ...     "layer_first_channel": ("layer", np.array([0, 2])),
+    ...     "fold_scale": ("channel", np.array([1, 2, 3, -4], "f4")),
+    ... })
+    >>> FoldScales(ds).for_chunk(1, 5).tolist()
+    [1.0, 2.0, 2.0, 3.0, -4.0]
+    """
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        self.first, self.count = layer_table(ds)
+        n_layers = self.first.size
+        out_ch = np.asarray(ds["out_channels"].values, dtype=np.int64)
+        in_ch = np.asarray(ds["in_channels"].values, dtype=np.int64)
+        groups = np.asarray(ds["groups"].values, dtype=np.int64)
+        if "fold_scale" in ds.variables:
+            self.scale = np.asarray(ds["fold_scale"].values, dtype=np.float32)
+            self.first_channel = np.asarray(ds["layer_first_channel"].values, dtype=np.int64)
+        else:  # schema version 1: no fold, scale 1
+            self.scale = np.ones(int(out_ch.sum()), np.float32)
+            self.first_channel = np.concatenate([[0], np.cumsum(out_ch)[:-1]])[:n_layers]
+        self.per_group = np.where(groups > 0, in_ch // np.maximum(groups, 1), 0)
+        ends = self.first_channel + out_ch
+        if n_layers and (
+            np.any(self.per_group <= 0)
+            or np.any(self.count != out_ch * self.per_group)
+            or np.any(self.first_channel < 0)
+            or int(ends.max()) > self.scale.size
+        ):
+            raise ValueError(
+                "fold scales: layer_filter_count, out_channels, in_channels/groups and "
+                "layer_first_channel do not match fold_scale"
+            )
+        self.trivial = bool(np.all(self.scale == 1.0))
+
+    def for_chunk(self, start: int, n: int) -> np.ndarray:
+        """The ``(n,)`` float32 fold scales of filters ``start .. start + n - 1``."""
+        out = np.ones(max(int(n), 0), np.float32)
+        if self.trivial or n <= 0 or not self.first.size:
+            return out
+        idx = np.arange(int(start), int(start) + int(n), dtype=np.int64)
+        layer = np.searchsorted(self.first, idx, side="right") - 1
+        safe = np.maximum(layer, 0)
+        local = idx - self.first[safe]
+        inside = (layer >= 0) & (local < self.count[safe])
+        channel = self.first_channel[safe] + local // np.maximum(self.per_group[safe], 1)
+        out[inside] = self.scale[channel[inside]]
+        return out
+
+    def apply(self, start: int, w: np.ndarray) -> np.ndarray:
+        """Folded filters ``w * scale`` (float32) of the slice beginning at filter ``start``.
+
+        ``w`` is ``(n, 3, 3)`` or ``(n, 9)`` as read; returned unchanged (not copied) when
+        every scale is 1, else a new array of the same shape.
+        """
+        arr = np.asarray(w)
+        if self.trivial or arr.shape[0] == 0:
+            return arr
+        scale = self.for_chunk(start, arr.shape[0])
+        return arr * scale.reshape((-1,) + (1,) * (arr.ndim - 1))

@@ -4,6 +4,7 @@ Registered on import of :mod:`filterdb` (cf-xarray style: an accessor, not a sub
 
     ds = xr.open_dataset("data/filters.nc")
     ds.filterdb.filters(visual_category="handwriting", decile=0)   # (n, 3, 3) float32
+    ds.filterdb.filters(model="resnet18-random", folded=True)      # BatchNorm folded
     ds.filterdb.models()                                           # pandas DataFrame
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from filterdb._reading import FoldScales
 from filterdb.store import CATEGORICAL, read_tables
 
 __all__ = ["FilterDBAccessor", "open_dataset"]
@@ -47,6 +49,7 @@ class FilterDBAccessor:
     def __init__(self, ds: xr.Dataset) -> None:
         self._ds = ds
         self._tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None
+        self._fold: FoldScales | None = None
 
     def _get_tables(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         if self._tables is None:
@@ -116,24 +119,43 @@ class FilterDBAccessor:
             keep &= table[key].isin(_as_list(values)).to_numpy()
         return np.flatnonzero(keep)
 
-    def filters(self, **criteria: Any) -> np.ndarray:
+    def fold_scales(self) -> FoldScales:
+        """Per-filter BatchNorm fold scales of this dataset (see :class:`FoldScales`)."""
+        if self._fold is None:
+            self._fold = FoldScales(self._ds)
+        return self._fold
+
+    def filters(self, folded: bool = False, **criteria: Any) -> np.ndarray:
         """The ``(n, 3, 3)`` float32 filters of the layers matching ``criteria``.
 
         Takes the same keywords as :meth:`select_layers`; reads only the selected layers'
         contiguous ranges of ``weight``.
 
+        Parameters
+        ----------
+        folded : bool
+            Return the BatchNorm-folded filters ``weight * fold_scale`` of each filter's output
+            channel (float32 products, as an exported, folded model holds them) instead of the
+            conv's own weights. Layers that no BatchNorm follows, and files without
+            ``fold_scale``, have scale 1.
+        **criteria
+            As :meth:`select_layers`.
+
         Examples
         --------
         ``ds.filterdb.filters(visual_category="handwriting", decile=0)``
+        ``ds.filterdb.filters(model="resnet18-random", folded=True)``
         """
         idx = self.select_layers(**criteria)
         _, layers, _ = self._get_tables()
         starts = layers["layer_first_filter"].to_numpy()[idx]
         counts = layers["layer_filter_count"].to_numpy()[idx]
         weight = self._ds["weight"]
+        fold = self.fold_scales() if folded else None
         parts = []
         for s, e in _merge_ranges(starts, starts + counts):
-            parts.append(np.asarray(weight[s:e].values, dtype=np.float32))
+            part = np.asarray(weight[s:e].values, dtype=np.float32)
+            parts.append(fold.apply(int(s), part) if fold is not None else part)
         if not parts:
             return np.zeros((0, 3, 3), dtype=np.float32)
         return np.concatenate(parts)

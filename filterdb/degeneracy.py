@@ -21,6 +21,12 @@ zero output channel    stays zero in ``W_hat`` (as the formula says), ``O`` defi
 The flags are three-valued int8: 1 yes, 0 no, -1 undefined (Kleene logic: ``random_like`` is
 undefined when ``H`` is; ``sparse_collapsed = (H < 0.5) and (S >= 0.14)`` is 0 as soon as one
 known part is false; ``degenerated = random_like or sparse_collapsed``).
+
+``filters: folded`` computes every statistic on the BatchNorm-folded filters
+``weight * fold_scale`` (the study's view: its ONNX export folded BN into the conv), folded layer
+by layer as it is read; ``raw`` (the default) on the conv's own weights. Folding rescales output
+channels, so it changes ``S`` and ``H``; ``O`` normalises each output channel and takes
+``|G - I|``, so a nonzero scale (of either sign) leaves it unchanged up to float rounding.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from filterdb._reading import (
+    FoldScales,
+    check_filter_view,
     chunk_size_of,
     iter_chunks,
     iter_layers,
@@ -109,6 +117,9 @@ class DegeneracyParams:
         BLAS threads while computing (``None``: leave as is). The statistics are many small
         matrix products, for which one thread is much faster than several fighting over shared
         cores; parallelism belongs to workers (see the accumulators' ``merge``).
+    filters : {"raw", "folded"}
+        ``raw``: the conv's own weights; ``folded``: ``weight * fold_scale`` per output channel
+        (BatchNorm folded, as the study measured). Files without ``fold_scale`` fold with 1.
     """
 
     sparsity_divisor: float = 100.0
@@ -122,6 +133,10 @@ class DegeneracyParams:
     chunk_size: int | None = None
     gram_block: int = 2048
     blas_threads: int | None = 1
+    filters: str = "raw"
+
+    def __post_init__(self) -> None:
+        check_filter_view(self.filters, "degeneracy")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DegeneracyParams:
@@ -524,8 +539,12 @@ class _DegeneracyPass:
         with np.errstate(divide="ignore"):
             self.in_per_group = np.where(groups > 0, in_ch // np.maximum(groups, 1), -1)
         self.rows: list[dict[str, Any]] = [{} for _ in range(n_layers)]
+        self.fold = FoldScales(ds) if params.filters == "folded" else None
 
     def layer(self, li: int, w: np.ndarray) -> None:
+        """Statistics of layer ``li`` from its raw weights ``w`` (folded here when asked)."""
+        if self.fold is not None:
+            w = self.fold.apply(int(self.first[li]), w)
         c_out = int(self.out_channels[li])
         g = int(self.in_per_group[li])
         n = w.shape[0]
@@ -564,7 +583,7 @@ def _assemble(
     data["n_filters"] = xr.Variable("layer", count.astype(np.int64), _ATTRS["n_filters"])
     out = xr.Dataset(data)
     coords: dict[str, Any] = {}
-    for name in ("layer_model", "layer_name", "conv_depth", "conv_depth_norm"):
+    for name in ("layer_model", "layer_name", "conv_depth", "conv_depth_norm", "bn_follows"):
         if name in ds.variables:
             coords[name] = xr.Variable("layer", np.asarray(ds[name].values), ds[name].attrs)
     if "model" in ds.variables:
@@ -584,9 +603,15 @@ def _assemble(
     out.attrs.update(
         title="filterdb degeneracy statistics",
         filterdb_stats_version=STATS_VERSION,
+        filters=p.filters,
         comment=(
-            "Per-layer S, H, TH(n), H/TH, O and degenerated flags (METHODS.md section 2); "
-            "flags are int8 1 yes, 0 no, -1 undefined; NaN floats carry a reason code."
+            "Per-layer S, H, TH(n), H/TH, O and degenerated flags (METHODS.md section 2) on "
+            + (
+                "BatchNorm-folded filters (weight * fold_scale); "
+                if p.filters == "folded"
+                else "the conv's own weights (no BatchNorm folding); "
+            )
+            + "flags are int8 1 yes, 0 no, -1 undefined; NaN floats carry a reason code."
         ),
         **{f"param_{k}": ("none" if v is None else v) for k, v in asdict(p).items()},
     )

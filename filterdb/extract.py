@@ -4,6 +4,10 @@ Every ``Conv2d`` with a 3x3 kernel contributes ``c_out * c_in / groups`` filters
 depthwise included, dilation ignored). Depth is the longest path from the input counted in 2-D
 convs of any kernel size, taken from a torch.fx graph; where tracing fails, from the order of a
 forward pass; for a bare state dict, from key order. The method used is recorded per layer.
+
+The same torch.fx trace also tells which convs a BatchNorm directly follows: those layers get the
+BatchNorm's per-output-channel fold scale (:mod:`filterdb.fold`); all others get scale 1 and
+``bn_follows = False``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from filterdb.fold import FoldError, graph_fold_scales
 from filterdb.sources import LoadedModel
 
 __all__ = ["ExtractionError", "LayerFilters", "ModelFilters", "conv_depths", "extract_filters"]
@@ -30,7 +35,13 @@ class ExtractionError(ValueError):
 
 @dataclass
 class LayerFilters:
-    """The 3x3 filters of one conv layer and where the layer sits."""
+    """The 3x3 filters of one conv layer and where the layer sits.
+
+    ``fold_scale`` is the per-output-channel BatchNorm fold scale
+    ``gamma / sqrt(running_var + eps)`` (float32, ``(out_channels,)``) when a BatchNorm directly
+    follows the conv (``bn_follows``), else ones; ``None`` means ones. The folded filter ``k`` is
+    ``weight[k] * fold_scale[k // (in_channels / groups)]``.
+    """
 
     name: str
     weight: np.ndarray  # (n, 3, 3) float32, row-major over (c_out, c_in/groups)
@@ -42,6 +53,8 @@ class LayerFilters:
     conv_depth: int
     conv_depth_norm: float
     depth_method: str
+    fold_scale: np.ndarray | None = None
+    bn_follows: bool = False
 
 
 @dataclass
@@ -132,8 +145,11 @@ class _Tracer(torch.fx.Tracer):
         return super().is_leaf_module(m, qualname)
 
 
-def _fx_depths(loaded: LoadedModel, convs: Mapping[str, _Conv]) -> dict[str, int]:
-    """Longest path from the input, counted in convs, for every conv called in the fx graph."""
+def _fx_depths(
+    loaded: LoadedModel, convs: Mapping[str, _Conv]
+) -> tuple[dict[str, int], torch.fx.Graph]:
+    """Longest path from the input, counted in convs, for every conv called in the fx graph;
+    also the graph (for the BatchNorm fold)."""
     module = loaded.module
     assert module is not None
     tracer = _Tracer(tuple(loaded.leaf_modules), tuple(loaded.autowrap_functions))
@@ -152,7 +168,7 @@ def _fx_depths(loaded: LoadedModel, convs: Mapping[str, _Conv]) -> dict[str, int
                 d += 1
                 conv_depth[name] = min(conv_depth.get(name, d), d)
         depth[node] = d
-    return conv_depth
+    return conv_depth, graph
 
 
 def _execution_depths(loaded: LoadedModel, convs: Mapping[str, _Conv]) -> dict[str, int]:
@@ -179,6 +195,36 @@ def _execution_depths(loaded: LoadedModel, convs: Mapping[str, _Conv]) -> dict[s
     return order
 
 
+def _depths_and_graph(
+    loaded: LoadedModel, convs: Mapping[str, _Conv]
+) -> tuple[dict[str, int], str, torch.fx.Graph | None]:
+    """Conv depths, their method and the fx graph when tracing succeeded (else ``None``).
+
+    One trace serves both the depths and the BatchNorm fold; the graph is returned even when
+    its depths do not cover every conv (a conv never called in ``forward``), since which convs
+    a BatchNorm follows is still read correctly from it.
+    """
+    if loaded.convs is not None:
+        depths = {c.name: int(c.depth) for c in loaded.convs}
+        return depths, loaded.depth_method or "file-order", None
+    if loaded.module is None:
+        return {name: i + 1 for i, name in enumerate(convs)}, "key-order", None
+    graph = None
+    try:
+        depths, graph = _fx_depths(loaded, convs)
+        if set(depths) == set(convs):
+            return depths, "fx", graph
+    except Exception:
+        pass
+    try:
+        depths = _execution_depths(loaded, convs)
+        if set(depths) == set(convs):
+            return depths, "execution-order", graph
+    except Exception:
+        pass
+    return {name: i + 1 for i, name in enumerate(convs)}, "key-order", graph
+
+
 def conv_depths(loaded: LoadedModel) -> tuple[dict[str, int], str]:
     """Raw depth of every 2-D conv and the method that gave it.
 
@@ -194,25 +240,18 @@ def conv_depths(loaded: LoadedModel) -> tuple[dict[str, int], str]:
     method : str
         ``fx``, ``execution-order`` or ``key-order``.
     """
+    # a format reader's convs carry their own depths: no need to convert their weights
+    convs = {} if loaded.convs is not None else _convs_of(loaded)
+    depths, method, _ = _depths_and_graph(loaded, convs)
+    return depths, method
+
+
+def _convs_of(loaded: LoadedModel) -> dict[str, _Conv]:
     if loaded.convs is not None:
-        return {c.name: int(c.depth) for c in loaded.convs}, loaded.depth_method or "file-order"
-    if loaded.module is None:
-        convs = _state_dict_convs(loaded.state_dict or {})
-        return {name: i + 1 for i, name in enumerate(convs)}, "key-order"
-    convs = _module_convs(loaded.module)
-    try:
-        depths = _fx_depths(loaded, convs)
-        if set(depths) == set(convs):
-            return depths, "fx"
-    except Exception:
-        pass
-    try:
-        depths = _execution_depths(loaded, convs)
-        if set(depths) == set(convs):
-            return depths, "execution-order"
-    except Exception:
-        pass
-    return {name: i + 1 for i, name in enumerate(convs)}, "key-order"
+        return _graph_convs(loaded)
+    if loaded.module is not None:
+        return _module_convs(loaded.module)
+    return _state_dict_convs(loaded.state_dict or {})
 
 
 def _kernel_counts(convs: Mapping[str, _Conv]) -> dict[str, int]:
@@ -249,12 +288,14 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
     -------
     ModelFilters
         Layers sorted by (conv_depth, registration order); weights are the module's own float32
-        values, bit for bit (other float dtypes are converted to float32).
+        values, bit for bit (other float dtypes are converted to float32). Each layer carries
+        the fold scale of the BatchNorm that directly follows it in the fx graph (ones and
+        ``bn_follows = False`` where none does or no graph exists).
 
     Raises
     ------
     ExtractionError
-        A 3x3 layer holds NaN or Inf.
+        A 3x3 layer holds NaN or Inf, or the BatchNorm after it gives a non-finite fold scale.
 
     Examples
     --------
@@ -266,13 +307,15 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
     >>> [(layer.name, layer.weight.shape, layer.conv_depth) for layer in mf.layers]
     [('0', (24, 3, 3), 0), ('2', (32, 3, 3), 1)]
     """
-    if loaded.convs is not None:
-        convs = _graph_convs(loaded)
-    elif loaded.module is not None:
-        convs = _module_convs(loaded.module)
-    else:
-        convs = _state_dict_convs(loaded.state_dict or {})
-    depths, method = conv_depths(loaded)
+    convs = _convs_of(loaded)
+    depths, method, graph = _depths_and_graph(loaded, convs)
+    scales: dict[str, np.ndarray] = {}
+    if graph is not None and loaded.module is not None:
+        three = [name for name, c in convs.items() if tuple(c.weight.shape[2:]) == (3, 3)]
+        try:
+            scales = graph_fold_scales(graph, loaded.module, three)
+        except FoldError as exc:
+            raise ExtractionError(f"model {model_id!r}: {exc}") from None
     levels = sorted(set(depths.values()))
     rank = {d: i for i, d in enumerate(levels)}
     span = max(len(levels) - 1, 1)
@@ -294,6 +337,7 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
         in_per_group = int(c.weight.shape[1])
         groups = c.groups if loaded.module is not None or loaded.convs is not None else 1
         conv_depth = rank[depths[name]]
+        scale = scales.get(name)
         layers.append(
             LayerFilters(
                 name=name,
@@ -306,6 +350,8 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
                 conv_depth=conv_depth,
                 conv_depth_norm=conv_depth / span if len(levels) > 1 else 0.0,
                 depth_method=method,
+                fold_scale=scale if scale is not None else np.ones(out_channels, np.float32),
+                bn_follows=scale is not None,
             )
         )
     layers.sort(key=lambda layer: (layer.conv_depth, position[layer.name]))

@@ -32,6 +32,7 @@ __all__ = [
     "atomic_path",
     "content_hash",
     "decode_flags",
+    "read_fold",
     "read_tables",
     "write_dataset",
     "write_model",
@@ -57,6 +58,8 @@ LAYER_INT32 = (
     "dilation_x",
 )
 LAYER_INT64 = ("layer_first_filter", "layer_filter_count")
+#: Meanings of the ``bn_follows`` codes 0, 1.
+BN_FOLLOWS = ("no", "yes")
 
 _LONG_NAMES = {
     "weight": ("3x3 convolution filter weight (float32, as stored in the model)", "1"),
@@ -75,6 +78,13 @@ _LONG_NAMES = {
     "dilation_y": ("vertical dilation", "1"),
     "dilation_x": ("horizontal dilation", "1"),
     "depth_method": ("how conv_depth was determined", ""),
+    "layer_first_channel": ("index of the layer's first output channel along channel", "1"),
+    "bn_follows": ("whether a BatchNorm directly follows the conv (fold_scale from it)", ""),
+    "fold_scale": (
+        "BatchNorm fold scale gamma / sqrt(running_var + eps) of the output channel "
+        "(1 where no BatchNorm follows)",
+        "1",
+    ),
     "model": ("model id", ""),
     "weights": ("provenance of the weights", ""),
     "package": ("registry package and the file inside it (name==version:file), or none", ""),
@@ -221,6 +231,9 @@ def read_tables(ds: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     layers["conv_depth_norm"] = var("conv_depth_norm")[0].astype(np.float64)
     data, attrs = var("depth_method")
     layers["depth_method"] = decode_flags(data, attrs) if n_layers else np.array([], dtype=object)
+    first_channel, bn_follows, _ = read_fold(ds, scales=False)
+    layers["layer_first_channel"] = first_channel
+    layers["bn_follows"] = bn_follows
 
     shapes = [str(x) for x in var("kernel_shape")[0]]
     counts = var("kernel_count")[0].reshape(len(ids), len(shapes)).astype(np.int64)
@@ -228,6 +241,61 @@ def read_tables(ds: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         counts, index=models.index, columns=pd.Index(shapes, name="kernel_shape")
     )
     return models, layers, kernel_counts
+
+
+def read_fold(ds: Any, scales: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The BatchNorm fold table of an open dataset (xarray or netCDF4).
+
+    Files without it (schema version 1, or written before the fold existed) read as "no
+    BatchNorm follows, scale 1": channels numbered layer after layer.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or netCDF4.Dataset
+        A dataset in filterdb's layout.
+    scales : bool
+        Also read ``fold_scale`` (one float32 per output channel).
+
+    Returns
+    -------
+    layer_first_channel : numpy.ndarray
+        ``(L,)`` int64.
+    bn_follows : numpy.ndarray
+        ``(L,)`` bool.
+    fold_scale : numpy.ndarray or None
+        ``(C,)`` float32 with ``C = sum(out_channels)``; ``None`` when ``scales`` is false.
+
+    Raises
+    ------
+    StoreError
+        The channels are not contiguous, layer after layer, or do not add up to ``channel``.
+    """
+
+    def values(name: str) -> np.ndarray:
+        v = ds.variables[name]
+        return np.asarray(v.values if hasattr(v, "values") else v[:])
+
+    out_channels = values("out_channels").astype(np.int64)
+    expected = np.concatenate([[0], np.cumsum(out_channels)[:-1]]).astype(np.int64)
+    n_channels = int(out_channels.sum())
+    if "fold_scale" not in ds.variables:
+        scale = np.ones(n_channels, np.float32) if scales else None
+        return expected[: out_channels.size], np.zeros(out_channels.size, bool), scale
+    first = values("layer_first_channel").astype(np.int64)
+    v = ds.variables["bn_follows"]
+    attrs = v.attrs if hasattr(v, "attrs") else {k: v.getncattr(k) for k in v.ncattrs()}
+    codes = values("bn_follows")
+    follows = np.zeros(codes.size, bool)
+    if codes.size:
+        follows = (decode_flags(codes, attrs) == "yes").astype(bool)
+    n_stored = int(ds.variables["fold_scale"].shape[0])
+    if not np.array_equal(first, expected[: out_channels.size]) or n_stored != n_channels:
+        raise StoreError(
+            "layer_first_channel/out_channels do not number the channel dimension contiguously "
+            f"({n_stored} channels stored, out_channels sum to {n_channels})"
+        )
+    scale = values("fold_scale").astype(np.float32, copy=False) if scales else None
+    return first, follows, scale
 
 
 # --------------------------------------------------------------------------- writing
@@ -261,6 +329,7 @@ def write_dataset(
     params: StoreParams,
     history: str,
     attrs: Mapping[str, str] | None = None,
+    fold_scale: np.ndarray | None = None,
 ) -> None:
     """Write one file in the layout from tables and a stream of filter blocks.
 
@@ -283,20 +352,33 @@ def write_dataset(
     attrs : mapping, optional
         Global attributes that override the defaults (e.g. ``source`` and ``comment`` of an
         import).
+    fold_scale : numpy.ndarray, optional
+        ``(sum(out_channels),)`` float32 BatchNorm fold scales, layer after layer (default:
+        ones). The layer table's optional columns ``layer_first_channel`` (default: the running
+        sum of ``out_channels``) and ``bn_follows`` (default: False) go with it.
 
     Raises
     ------
     StoreError
-        The blocks do not add up to the layer table, or the layer table is not contiguous.
+        The blocks do not add up to the layer table, the layer table is not contiguous, or the
+        fold scales do not match ``out_channels``.
     """
     path = Path(path)
     n_models, n_layers = len(models), len(layers)
     n_filters = int(layers["layer_filter_count"].sum()) if n_layers else 0
+    first_channel, bn_follows, fold_scale = _fold_columns(layers, fold_scale)
+    n_channels = int(fold_scale.size)
     with atomic_path(path) as tmp:
         nc = netCDF4.Dataset(tmp, "w", format="NETCDF4")
         try:
             # sizes of 0 would make netCDF dimensions unlimited; these are fixed by design
-            for dim, size in (("model", n_models), ("layer", n_layers), ("filter", n_filters)):
+            sizes = (
+                ("model", n_models),
+                ("layer", n_layers),
+                ("filter", n_filters),
+                ("channel", n_channels),
+            )
+            for dim, size in sizes:
                 nc.createDimension(dim, size if size else None)
             nc.createDimension("ky", 3)
             nc.createDimension("kx", 3)
@@ -352,6 +434,14 @@ def write_dataset(
             v.flag_values = np.arange(len(DEPTH_METHODS), dtype=np.int8)
             v.flag_meanings = " ".join(DEPTH_METHODS)
 
+            # BatchNorm fold: one scale per output channel, ragged over layers
+            _put(nc, "layer_first_channel", "i8", ("layer",), first_channel)
+            v = _put(nc, "bn_follows", "i1", ("layer",), bn_follows.astype(np.int8))
+            v.flag_values = np.arange(len(BN_FOLLOWS), dtype=np.int8)
+            v.flag_meanings = " ".join(BN_FOLLOWS)
+            nc.variables["out_channels"].sample_dimension = "channel"
+            _put(nc, "fold_scale", "f4", ("channel",), fold_scale)
+
             nc.setncatts(
                 {
                     "Conventions": "CF-1.10",
@@ -363,7 +453,8 @@ def write_dataset(
                     "history": history,
                     "comment": "weights are float32 exactly as stored in each model; no BatchNorm "
                     "folding. Filter k of a layer is output channel k // (in_channels/groups), "
-                    "input channel k % (in_channels/groups).",
+                    "input channel k % (in_channels/groups). The BatchNorm-folded filter is "
+                    "weight[k] * fold_scale[layer_first_channel + k // (in_channels/groups)].",
                     "featureType": "timeSeries",
                     "filterdb_schema_version": np.int32(SCHEMA_VERSION),
                     "filterdb_version": __version__,
@@ -380,6 +471,8 @@ def write_dataset(
                             *LAYER_INT32,
                             "conv_depth_norm",
                             "depth_method",
+                            "layer_first_channel",
+                            "bn_follows",
                             "kernel_shape",
                         ]
                     ),
@@ -416,6 +509,36 @@ def write_dataset(
                 raise StoreError("layer_first_filter is not contiguous")
         finally:
             nc.close()
+
+
+def _fold_columns(
+    layers: pd.DataFrame, fold_scale: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``layer_first_channel``, ``bn_follows`` and ``fold_scale`` to write, defaults filled."""
+    n_layers = len(layers)
+    out_channels = layers["out_channels"].to_numpy(np.int64) if n_layers else np.zeros(0, np.int64)
+    n_channels = int(out_channels.sum())
+    expected = np.concatenate([[0], np.cumsum(out_channels)[:-1]]).astype(np.int64)[:n_layers]
+    if "layer_first_channel" in layers and n_layers:
+        first = layers["layer_first_channel"].to_numpy(np.int64)
+        if not np.array_equal(first, expected):
+            raise StoreError("layer_first_channel is not the running sum of out_channels")
+    if "bn_follows" in layers and n_layers:
+        follows = layers["bn_follows"].to_numpy(bool)
+    else:
+        follows = np.zeros(n_layers, bool)
+    if fold_scale is None:
+        scale = np.ones(n_channels, np.float32)
+    else:
+        scale = np.asarray(fold_scale)
+        if scale.dtype != np.float32 or scale.shape != (n_channels,):
+            raise StoreError(
+                f"fold_scale of dtype {scale.dtype} shape {scale.shape}; expected float32 "
+                f"({n_channels},) (the sum of out_channels)"
+            )
+        if not np.isfinite(scale).all():
+            raise StoreError(f"fold_scale holds {int((~np.isfinite(scale)).sum())} NaN/Inf")
+    return expected, follows, scale
 
 
 def _whole_chunks(blocks: Iterable[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
@@ -499,7 +622,8 @@ def write_model(
     models = pd.DataFrame(
         [_model_row(mf, meta, source, weights)], index=pd.Index([mf.model_id], name="model")
     )
-    rows, first = [], 0
+    rows, first, channel = [], 0, 0
+    scales: list[np.ndarray] = []
     for layer in mf.layers:
         n = int(layer.weight.shape[0])
         rows.append(
@@ -518,9 +642,18 @@ def write_model(
                 "dilation_x": layer.dilation[1],
                 "conv_depth_norm": layer.conv_depth_norm,
                 "depth_method": layer.depth_method,
+                "layer_first_channel": channel,
+                "bn_follows": bool(getattr(layer, "bn_follows", False)),
             }
         )
         first += n
+        channel += int(layer.out_channels)
+        scale = getattr(layer, "fold_scale", None)
+        scales.append(
+            np.ones(layer.out_channels, np.float32)
+            if scale is None
+            else np.asarray(scale, np.float32).reshape(-1)
+        )
     layers = pd.DataFrame(rows, columns=_LAYER_COLUMNS)
     kernel_counts = pd.DataFrame([mf.kernel_counts], index=models.index).fillna(0).astype(np.int64)
     kernel_counts = kernel_counts.reindex(sorted(kernel_counts.columns), axis=1)
@@ -532,11 +665,20 @@ def write_model(
         (layer.weight for layer in mf.layers),
         params,
         history=f"filterdb {__version__} extract {mf.model_id}",
+        fold_scale=np.concatenate(scales) if scales else np.zeros(0, np.float32),
     )
     return Path(path)
 
 
-_LAYER_COLUMNS = ["layer_name", *LAYER_INT64, *LAYER_INT32, "conv_depth_norm", "depth_method"]
+_LAYER_COLUMNS = [
+    "layer_name",
+    *LAYER_INT64,
+    *LAYER_INT32,
+    "conv_depth_norm",
+    "depth_method",
+    "layer_first_channel",
+    "bn_follows",
+]
 
 
 def assemble(
@@ -571,12 +713,14 @@ def assemble(
     if not shards:
         raise StoreError(f"no shards to assemble into {out}")
     model_tables, layer_tables, kc_tables = [], [], []
+    scale_tables: list[np.ndarray] = []
     seen: dict[str, str] = {}
-    layer_offset = filter_offset = 0
+    layer_offset = filter_offset = channel_offset = 0
     for shard in shards:
         with netCDF4.Dataset(shard) as nc:
             nc.set_auto_mask(False)
             m, la, kc = read_tables(nc)
+            _, _, shard_scale = read_fold(nc)
         for mid in m.index:
             if mid in seen:
                 raise StoreError(f"duplicate model id {mid!r} in {shard} and {seen[mid]}")
@@ -584,8 +728,11 @@ def assemble(
         m["model_first_layer"] = m["model_first_layer"] + layer_offset
         la["layer_model"] = la["layer_model"] + sum(len(t) for t in model_tables)
         la["layer_first_filter"] = la["layer_first_filter"] + filter_offset
+        la["layer_first_channel"] = la["layer_first_channel"] + channel_offset
         layer_offset += len(la)
         filter_offset += int(la["layer_filter_count"].sum())
+        channel_offset += int(shard_scale.size)
+        scale_tables.append(shard_scale)
         model_tables.append(m)
         layer_tables.append(la.drop(columns="model"))
         kc_tables.append(kc)
@@ -629,6 +776,7 @@ def assemble(
         blocks(),
         params,
         history=f"filterdb {__version__} assemble {len(shards)} shards: {names}",
+        fold_scale=np.concatenate(scale_tables).astype(np.float32, copy=False),
     )
     return Path(out)
 

@@ -67,6 +67,8 @@ class LayerSpec:
     c_in: int
     groups: int = 1
     kind: str = "structured"
+    #: BatchNorm fold scale per output channel (``None``: no BN follows, scale 1)
+    scale: Sequence[float] | None = None
 
     @property
     def n(self) -> int:
@@ -112,6 +114,7 @@ def make_dataset(
     rng = np.random.default_rng(seed)
     layer_rows: list[dict] = []
     blocks: list[np.ndarray] = []
+    scales: list[np.ndarray] = []
     first = 0
     model_first, model_count = [], []
     for mi, m in enumerate(models):
@@ -126,6 +129,8 @@ def make_dataset(
             else:
                 w = GENERATORS[lay.kind](rng, lay.n)
             blocks.append(w)
+            scale = np.ones(lay.c_out, np.float32) if lay.scale is None else lay.scale
+            scales.append(np.asarray(scale, np.float32).reshape(lay.c_out))
             layer_rows.append(
                 dict(
                     layer_model=mi,
@@ -137,6 +142,7 @@ def make_dataset(
                     in_channels=lay.c_in,
                     out_channels=lay.c_out,
                     groups=lay.groups,
+                    bn_follows=int(lay.scale is not None),
                 )
             )
             first += lay.n
@@ -167,9 +173,19 @@ def make_dataset(
         "conv_depth": ("layer", lcol("conv_depth", "int32")),
         "conv_depth_norm": ("layer", lcol("conv_depth_norm", "float64")),
         "in_channels": ("layer", lcol("in_channels", "int32")),
-        "out_channels": ("layer", lcol("out_channels", "int32")),
+        "out_channels": ("layer", lcol("out_channels", "int32"), {"sample_dimension": "channel"}),
         "groups": ("layer", lcol("groups", "int32")),
     }
+    out_channels = lcol("out_channels", "int64")
+    coords["layer_first_channel"] = (
+        "layer",
+        np.concatenate([[0], np.cumsum(out_channels)[:-1]])[:n_layers].astype(np.int64),
+    )
+    coords["bn_follows"] = (
+        "layer",
+        lcol("bn_follows", "int8"),
+        {"flag_values": np.arange(2, dtype=np.int8), "flag_meanings": "no yes"},
+    )
     for name in ("stride_y", "stride_x", "dilation_y", "dilation_x"):
         coords[name] = ("layer", np.ones(n_layers, np.int32))
     coords["depth_method"] = (
@@ -181,6 +197,10 @@ def make_dataset(
         },
     )
     data: dict = {"weight": (("filter", "ky", "kx"), weight)}
+    data["fold_scale"] = (
+        "channel",
+        np.concatenate(scales) if scales else np.zeros(0, np.float32),
+    )
     for name in CATEGORICAL:
         codes, meanings = _codes([m.meta.get(name, DEFAULT_META[name]) for m in models])
         data[name] = (

@@ -123,6 +123,19 @@ def make_dataset() -> xr.Dataset:
         ("layer",), layers["layer_filter_count"].to_numpy("int64"), {"sample_dimension": "filter"}
     )
     data["conv_depth_norm"] = xr.Variable(("layer",), layers["conv_depth_norm"].to_numpy())
+    data["out_channels"].attrs["sample_dimension"] = "channel"
+    out_channels = layers["out_channels"].to_numpy("int64")
+    data["layer_first_channel"] = xr.Variable(
+        ("layer",), np.concatenate([[0], np.cumsum(out_channels)[:-1]]).astype("int64")
+    )
+    data["bn_follows"] = xr.Variable(
+        ("layer",),
+        np.array([1, 0, 0], dtype="int8"),
+        {"flag_values": np.arange(2, dtype="int8"), "flag_meanings": "no yes"},
+    )
+    data["fold_scale"] = xr.Variable(
+        ("channel",), np.linspace(-1.0, 2.0, int(out_channels.sum())).astype("float32")
+    )
     for col in MODEL_CODED:
         data[col] = _coded(list(models[col]), "model", "int16", col)
     for col in ["n_parameters", "n_filters_3x3", "total_filters"]:
