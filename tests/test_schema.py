@@ -197,6 +197,14 @@ def test_vocabularies_match_methods_section_4() -> None:
         "depth-estimation",
         "face-recognition",
         "auto-encoder",
+        # version 2 (issue 10): tasks of the packaged production models
+        "text-detection",
+        "text-recognition",
+        "edge-detection",
+        "pose-estimation",
+        "hand-tracking",
+        "face-landmarks",
+        "face-attributes",
         "unknown",
     ]
     # METHODS.md section 4, plus the reviewed extension "none" (random-init models)
@@ -218,10 +226,16 @@ def test_vocabularies_match_methods_section_4() -> None:
         "cars",
         "plants",
         "synthetic",
+        "text",
+        "captcha",
+        "people",
+        "hands",
         "none",
         "unknown",
     ]
-    assert {"timm", "checkpoint", "package", "trained", "upstream"} == set(vocab["source"])
+    assert {"timm", "checkpoint", "package", "trained", "upstream", "onnx", "tfjs", "keras"} == set(
+        vocab["source"]
+    )
     assert {"normal", "adversarial", "random-init"} <= set(vocab["training"])
     assert {"none", "imagenet-1k", "wider-face", "unknown"} <= set(vocab["training_dataset"])
 

@@ -47,7 +47,7 @@ MODELS: dict[int, dict[str, Any]] = {
         "(1, 1) filters": 0.0, "(3, 3) filters": 40.0, "(7, 7) filters": 0.0,
     },
     5: {
-        "model": "weird model!", "Name": "Odd", "Task": "Pose Estimation",
+        "model": "weird model!", "Name": "Odd", "Task": "Weather Forecasting",
         "Datatype": "Faces", "Training-Dataset": "CelebA", "Pretraining-Dataset": "ImageNet",
         "Network": "Custom Net", "Backbone": np.nan,
         "(1, 1) filters": 2.0, "(3, 3) filters": 99.0, "(7, 7) filters": 0.0,
@@ -230,7 +230,7 @@ def test_labels_mapped_with_corrections(converted: Any) -> None:
     assert (odd["task"], odd["visual_category"], odd["family"]) == ("unknown", "faces", "other")
     assert odd["pretraining_dataset"] == "imagenet-1k"
     unmapped = {(u.column, u.value): (u.mapped_to, u.models) for u in report.unmapped}
-    assert unmapped[("task", "Pose Estimation")] == ("unknown", ["weird-model"])
+    assert unmapped[("task", "Weather Forecasting")] == ("unknown", ["weird-model"])
     assert unmapped[("training_dataset", "CelebA")] == ("unknown", ["weird-model"])
     assert unmapped[("training_dataset", "NITRC")] == ("unknown", ["compnet_unet_NITRC_9"])
     assert unmapped[("family", "Custom Net")] == ("other", ["weird-model"])
@@ -247,7 +247,7 @@ def test_report_written_as_json(converted: Any) -> None:
     data = json.loads(path.read_text())
     assert data == json.loads(report.to_json())
     assert data["n_models"] == 3
-    assert any(u["value"] == "Pose Estimation" for u in data["unmapped"])
+    assert any(u["value"] == "Weather Forecasting" for u in data["unmapped"])
 
 
 @pytest.mark.parametrize(
@@ -262,7 +262,7 @@ def test_report_written_as_json(converted: Any) -> None:
         ("X-Ray", VISUAL_CATEGORY_ALIASES, "medical-xray"),
         ("  Faces ", VISUAL_CATEGORY_ALIASES, "faces"),
         ("Handwritten", VISUAL_CATEGORY_ALIASES, "handwriting"),
-        ("Pose Estimation", TASK_ALIASES, None),
+        ("Weather Forecasting", TASK_ALIASES, None),
         (np.nan, TASK_ALIASES, None),
     ],
 )
