@@ -23,6 +23,7 @@ from typing import Any
 
 import xarray as xr
 
+from filterdb.card import LICENSE_NOTE, render_card
 from filterdb.store import CATEGORICAL, atomic_path, content_hash, read_tables
 
 __all__ = [
@@ -194,13 +195,14 @@ def build_release(
             "params_sha256": hashlib.sha256(params_json.encode()).hexdigest(),
             "params": json.loads(params_json),
             "schema_version": str(schema_version()),
+            "license": LICENSE_NOTE,
             "counts": dataset_counts(tmp / "filters.nc"),
             "artifacts": dict(sorted(artifacts.items())),
         }
         old_manifest = _read_manifest(folder / "manifest.json")
         if old_manifest is not None and _same_content(old_manifest, manifest):
             # identical content: the recorded manifest and notes stay as they are
-            for name in ("manifest.json", "RELEASE.md"):
+            for name in ("manifest.json", "RELEASE.md", "README.md"):
                 if (folder / name).is_file():
                     shutil.copyfile(folder / name, tmp / name)
         else:
@@ -210,6 +212,7 @@ def build_release(
             text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
             (tmp / "manifest.json").write_text(text)
             (tmp / "RELEASE.md").write_text(release_notes(manifest, previous))
+            (tmp / "README.md").write_text(render_card(manifest))
         _swap_in(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from filterdb import __version__
 from filterdb._atomic import atomic_path
+from filterdb.card import LICENSE_NOTE
 from filterdb.contract import CATEGORICAL, DEPTH_METHODS, MODEL_TEXT, SCHEMA_VERSION
 
 __all__ = [
@@ -448,6 +449,7 @@ def write_dataset(
                     "title": "filterdb: trained 3x3 convolution filters",
                     "institution": "filterdb project",
                     "source": "filters extracted from torch models by filterdb",
+                    "license": LICENSE_NOTE,
                     "references": "Gavrikov & Keuper, CNN Filter DB: An Empirical Investigation of "
                     "Trained Convolutional Filters, CVPR 2022, arXiv:2203.15331",
                     "history": history,

@@ -963,6 +963,10 @@ def import_upstream(
 def _import_attrs(h5_path: Path) -> dict[str, str]:
     """Global attributes that differ from filterdb's own extraction (provenance, BN folding)."""
     return {
+        "license": (
+            "CC-BY-SA-4.0: data of the CNN Filter DB v1.0.0 release by Paul Gavrikov and Janis "
+            "Keuper (attribution required, share alike)"
+        ),
         "source": (
             f"CNN Filter DB v1.0.0 (Gavrikov & Keuper 2022, doi:10.5281/zenodo.6371680), "
             f"imported from {h5_path.name} by filterdb import-upstream"

@@ -251,14 +251,14 @@ def test_per_filter_costs(benchmark, bench_dir):
             t_deg, t_pca = _time(degeneracy), _time(pca)
             passes.pca.finalize()
             rng = CoefficientRange()
-            t_rng = _time(lambda: [rng.update(passes.coefficients(a)[0]) for _, a in chunks])
+            t_rng = _time(lambda: [rng.update(passes.coefficients(s, a)[0]) for s, a in chunks])
             rng.finalize()
             hist = GroupHistogram(passes.n_models * passes.n_depth_slots,
                                   histogram_edges(rng.min_, rng.max_, sp.bins))
 
             def histogram() -> None:
                 for s, a in chunks:
-                    c, ok = passes.coefficients(a)
+                    c, ok, _ = passes.coefficients(s, a)
                     hist.update(c, passes.slots(s, a.shape[0])[ok])
 
             t_hist = _time(histogram)
