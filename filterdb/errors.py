@@ -1,28 +1,25 @@
-"""The error types that mean "bad input" (printed without a traceback by the CLI)."""
+"""The base of every error that means "bad input": the CLI prints it in one line and exits 2.
+
+This module imports nothing from the package, so that any module may raise a
+:class:`FilterDBError` subclass without import cycles, and the CLI can catch them all without
+importing torch, pandera or h5py.
+"""
 
 from __future__ import annotations
 
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from filterdb.extract import ExtractionError
-    from filterdb.sources import ModelLoadError
-    from filterdb.store import StoreError
-    from filterdb.zoo import ParamsError
-
-    errors: list[type[BaseException]] = [
-        ExtractionError,
-        ModelLoadError,
-        ParamsError,
-        StoreError,
-        FileNotFoundError,
-        OSError,
-    ]
-    from filterdb.release import ReleaseError
-    from filterdb.schema import SchemaValidationError
-    from filterdb.upstream import UpstreamFormatError
-
-    errors += [ReleaseError, SchemaValidationError, UpstreamFormatError]
-    return tuple(errors)
+__all__ = ["USER_ERRORS", "FilterDBError"]
 
 
-USER_ERRORS = _user_errors()
+class FilterDBError(Exception):
+    """Bad input named in one line: a missing or corrupt file, an unknown key or value.
+
+    Examples
+    --------
+    >>> issubclass(FilterDBError, Exception)
+    True
+    """
+
+
+#: What the CLI maps to exit status 2 without a traceback: filterdb's own errors, and files the
+#: operating system could not open or write (missing, unreadable, disk full).
+USER_ERRORS: tuple[type[BaseException], ...] = (FilterDBError, OSError)

@@ -21,6 +21,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from filterdb.errors import FilterDBError
 from filterdb.fold import FoldError, graph_fold_scales
 from filterdb.sources import LoadedModel
 
@@ -29,7 +30,7 @@ __all__ = ["ExtractionError", "LayerFilters", "ModelFilters", "conv_depths", "ex
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
-class ExtractionError(ValueError):
+class ExtractionError(FilterDBError, ValueError):
     """Filters cannot be taken from a model (NaN/Inf weights, untraceable input, ...)."""
 
 

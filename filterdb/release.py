@@ -24,6 +24,7 @@ from typing import Any
 import xarray as xr
 
 from filterdb.card import LICENSE_NOTE, render_card
+from filterdb.errors import FilterDBError
 from filterdb.store import CATEGORICAL, atomic_path, content_hash, read_tables
 
 __all__ = [
@@ -51,7 +52,7 @@ INPUTS = {
 DERIVED = ("models.csv", "layers.csv")
 
 
-class ReleaseError(ValueError):
+class ReleaseError(FilterDBError, ValueError):
     """A release cannot be built or does not validate; the message lists every problem."""
 
 

@@ -35,6 +35,8 @@ import yaml
 from pandera import extensions
 from pandera.errors import SchemaErrors
 
+from filterdb.errors import FilterDBError
+
 __all__ = [
     "SCHEMA_DIR_ENV",
     "Failure",
@@ -98,7 +100,7 @@ class Failure:
         return f"{self.source} | {where} | {column} | {self.value} | {self.check}"
 
 
-class SchemaValidationError(Exception):
+class SchemaValidationError(FilterDBError):
     """Validation failed; the message lists every failure.
 
     Parameters

@@ -23,6 +23,7 @@ from filterdb import __version__
 from filterdb._atomic import atomic_path
 from filterdb.card import LICENSE_NOTE
 from filterdb.contract import CATEGORICAL, DEPTH_METHODS, MODEL_TEXT, SCHEMA_VERSION
+from filterdb.errors import FilterDBError
 
 __all__ = [
     "CATEGORICAL",
@@ -104,7 +105,7 @@ _LONG_NAMES = {
 }
 
 
-class StoreError(ValueError):
+class StoreError(FilterDBError, ValueError):
     """Inputs that cannot make a valid dataset (duplicate model ids, inconsistent tables)."""
 
 

@@ -69,6 +69,7 @@ import numpy as np
 import pandas as pd
 
 from filterdb import __version__, store
+from filterdb.errors import FilterDBError
 from filterdb.store import StoreParams, atomic_path
 
 __all__ = [
@@ -211,7 +212,7 @@ COLUMN_ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
-class UpstreamFormatError(ValueError):
+class UpstreamFormatError(FilterDBError, ValueError):
     """The file does not have the CNN Filter DB v1.0.0 layout (the message says what is wrong)."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from filterdb.errors import FilterDBError
 from filterdb.schema import validate_entry_meta
 
 __all__ = ["TOP_LEVEL_KEYS", "ParamsError", "load_params", "zoo_entries"]
@@ -36,7 +37,7 @@ TOP_LEVEL_KEYS = frozenset(
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class ParamsError(ValueError):
+class ParamsError(FilterDBError, ValueError):
     """params.yaml is malformed: the message names the file, entry and key."""
 
 

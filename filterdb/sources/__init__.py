@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from filterdb.errors import FilterDBError
+
 __all__ = [
     "GraphConv",
     "LoadedModel",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(FilterDBError, RuntimeError):
     """A zoo entry could not be turned into weights (missing file, unknown name, ...)."""
 
 
