@@ -10,20 +10,18 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-from torch import nn
-
 from filterdb.extract import ModelFilters, extract_filters
 from filterdb.sources import LoadedModel, load_model
 from filterdb.store import StoreParams, write_model
 
 __all__ = ["build_shard", "torch_meta"]
 
+#: torch dtype names -> weight_precision values
 _PRECISION = {
-    torch.float32: "float32",
-    torch.float64: "float64",
-    torch.float16: "float16",
-    torch.bfloat16: "bfloat16",
+    "torch.float32": "float32",
+    "torch.float64": "float64",
+    "torch.float16": "float16",
+    "torch.bfloat16": "bfloat16",
 }
 
 
@@ -43,6 +41,8 @@ def torch_meta(loaded: LoadedModel) -> dict[str, str]:
     """
     if loaded.convs is not None:
         return {}
+    from torch import nn
+
     if loaded.module is not None:
         mods = list(loaded.module.modules())
         kernels = [m.weight for m in mods if isinstance(m, nn.Conv2d)]
@@ -52,7 +52,7 @@ def torch_meta(loaded: LoadedModel) -> dict[str, str]:
         state = loaded.state_dict or {}
         kernels = [t for k, t in state.items() if t.ndim == 4 and t.is_floating_point()]
         folded = "no" if any(k.endswith("running_var") for k in state) else "unknown"
-    kinds = {_PRECISION.get(t.dtype, "unknown") for t in kernels}
+    kinds = {_PRECISION.get(str(t.dtype), "unknown") for t in kernels}
     precision = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "unknown")
     return {"weight_precision": precision, "bn_folded": folded}
 

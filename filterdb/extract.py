@@ -15,15 +15,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.fx
-from torch import nn
 
 from filterdb.errors import FilterDBError
-from filterdb.fold import FoldError, graph_fold_scales
 from filterdb.sources import LoadedModel
+
+# torch is imported where a torch module or tensor is handled, so that models read by the
+# format readers (ONNX, TF.js, Keras: plain numpy) extract without loading torch
+if TYPE_CHECKING:
+    import torch
+    import torch.fx
+    from torch import nn
 
 __all__ = ["ExtractionError", "LayerFilters", "ModelFilters", "conv_depths", "extract_filters"]
 
@@ -88,11 +92,23 @@ class ModelFilters:
 @dataclass
 class _Conv:
     name: str
-    weight: torch.Tensor
+    weight: Any  # torch.Tensor, or a numpy array from a format reader
     in_channels: int
     groups: int
     stride: tuple[int, int]
     dilation: tuple[int, int]
+
+
+def _as_float32(w: Any) -> np.ndarray:
+    """A conv weight as a C-contiguous float32 array (torch tensors converted exactly)."""
+    if isinstance(w, np.ndarray):
+        return np.ascontiguousarray(w, dtype=np.float32)
+    import torch
+
+    w = w.detach().cpu()
+    if w.dtype != torch.float32:
+        w = w.to(torch.float32)
+    return np.ascontiguousarray(w.numpy())
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -101,6 +117,8 @@ def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
 
 def _module_convs(module: nn.Module) -> dict[str, _Conv]:
     """All 2-D convs of a module (transposed convs excluded), in registration order."""
+    from torch import nn
+
     convs = {}
     for name, m in module.named_modules():
         if isinstance(m, nn.Conv2d):
@@ -111,12 +129,12 @@ def _module_convs(module: nn.Module) -> dict[str, _Conv]:
 
 
 def _graph_convs(loaded: LoadedModel) -> dict[str, _Conv]:
-    """The convs a format reader (ONNX, TF.js, Keras) read, as torch tensors (no copy)."""
+    """The convs a format reader (ONNX, TF.js, Keras) read, as float32 numpy arrays."""
     convs = {}
     for c in loaded.convs or []:
         if c.name in convs:
             raise ExtractionError(f"conv name {c.name!r} occurs twice in the file")
-        w = torch.from_numpy(np.ascontiguousarray(c.weight, dtype=np.float32))
+        w = np.ascontiguousarray(c.weight, dtype=np.float32)
         if w.ndim != 4:
             raise ExtractionError(f"conv {c.name!r}: weight of shape {tuple(w.shape)} is not 4-D")
         convs[c.name] = _Conv(
@@ -135,15 +153,18 @@ def _state_dict_convs(state: Mapping[str, torch.Tensor]) -> dict[str, _Conv]:
     return convs
 
 
-class _Tracer(torch.fx.Tracer):
-    def __init__(self, leaf_types: tuple[type, ...], autowrap_functions: tuple = ()) -> None:
-        super().__init__(autowrap_functions=autowrap_functions)
-        self._leaf_types = leaf_types
+def _tracer(leaf_types: tuple[type, ...], autowrap_functions: tuple = ()) -> torch.fx.Tracer:
+    """An fx tracer that keeps convs and the source's leaf module types as leaves."""
+    import torch.fx
+    from torch import nn
 
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, nn.Conv2d) or (self._leaf_types and isinstance(m, self._leaf_types)):
-            return True
-        return super().is_leaf_module(m, qualname)
+    class _Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            if isinstance(m, nn.Conv2d) or (leaf_types and isinstance(m, leaf_types)):
+                return True
+            return super().is_leaf_module(m, qualname)
+
+    return _Tracer(autowrap_functions=autowrap_functions)
 
 
 def _fx_depths(
@@ -153,7 +174,7 @@ def _fx_depths(
     also the graph (for the BatchNorm fold)."""
     module = loaded.module
     assert module is not None
-    tracer = _Tracer(tuple(loaded.leaf_modules), tuple(loaded.autowrap_functions))
+    tracer = _tracer(tuple(loaded.leaf_modules), tuple(loaded.autowrap_functions))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = tracer.trace(module)
@@ -174,6 +195,8 @@ def _fx_depths(
 
 def _execution_depths(loaded: LoadedModel, convs: Mapping[str, _Conv]) -> dict[str, int]:
     """Order of first call in one forward pass on a zero input."""
+    import torch
+
     module = loaded.module
     assert module is not None
     if loaded.input_size is None:
@@ -313,6 +336,8 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
     scales: dict[str, np.ndarray] = {}
     if graph is not None and loaded.module is not None:
         three = [name for name, c in convs.items() if tuple(c.weight.shape[2:]) == (3, 3)]
+        from filterdb.fold import FoldError, graph_fold_scales
+
         try:
             scales = graph_fold_scales(graph, loaded.module, three)
         except FoldError as exc:
@@ -325,10 +350,7 @@ def extract_filters(model_id: str, loaded: LoadedModel) -> ModelFilters:
     for name, c in convs.items():
         if tuple(c.weight.shape[2:]) != (3, 3):
             continue
-        w = c.weight.detach().cpu()
-        if w.dtype != torch.float32:
-            w = w.to(torch.float32)
-        arr = np.ascontiguousarray(w.numpy()).reshape(-1, 3, 3)
+        arr = _as_float32(c.weight).reshape(-1, 3, 3)
         if not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).sum())
             raise ExtractionError(

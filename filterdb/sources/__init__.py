@@ -11,12 +11,14 @@ import fnmatch
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
 from filterdb.errors import FilterDBError
+
+if TYPE_CHECKING:  # torch is imported by the sources that need it, not by the registry
+    import torch
 
 __all__ = [
     "GraphConv",
