@@ -22,7 +22,14 @@ __all__ = ["DEFAULT_MODELS_DIR", "load_trained"]
 DEFAULT_MODELS_DIR = "models"
 """Folder of the checkpoints when an entry gives no ``models_dir``."""
 
-_METRIC_KEYS = ("accuracy", "reconstruction_mse", "noisy_input_mse", "epochs", "n_train")
+_METRIC_KEYS = (
+    "accuracy",
+    "reconstruction_mse",
+    "noisy_input_mse",
+    "epochs",
+    "n_train",
+    "n_train_samples",
+)
 
 
 @register_source("trained", keys=ENTRY_KEYS)
@@ -40,7 +47,8 @@ def load_trained(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     -------
     LoadedModel
         ``module`` in eval mode, ``weights="trained:{models_dir}/{model_id}.pt"``,
-        ``input_size=(C, H, W)`` of the dataset, ``extra_meta`` with the held-out metric.
+        ``input_size=(C, H, W)`` of the dataset, ``extra_meta`` with the held-out metric and
+        ``n_train_samples`` (images trained on; older metrics files without it give ``n_train``).
 
     Raises
     ------
@@ -79,6 +87,8 @@ def load_trained(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
                 f"model {model_id!r}: cannot read metrics {metrics_path}: {err}"
             ) from err
         extra = {k: metrics[k] for k in _METRIC_KEYS if k in metrics}
+        if "n_train_samples" not in extra and "n_train" in extra:
+            extra["n_train_samples"] = extra["n_train"]
     # trained by this project on packaged data: the dataset's own licence
     extra.setdefault("license", "CC-BY-4.0")
     return LoadedModel(

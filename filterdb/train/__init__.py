@@ -7,8 +7,14 @@ Everything is importable without side effects; the registries fill on import of 
 
 from __future__ import annotations
 
-from filterdb.train.data import DatasetSpec, DatasetSplits, list_datasets, load_dataset
-from filterdb.train.nets import build_net, list_archs
+from filterdb.train.data import (
+    DatasetSpec,
+    DatasetSplits,
+    list_datasets,
+    load_dataset,
+    stratified_order,
+)
+from filterdb.train.nets import build_net, default_width, list_archs
 from filterdb.train.recipe import ENTRY_KEYS, TrainConfig, evaluate, train, train_entry
 
 __all__ = [
@@ -17,10 +23,12 @@ __all__ = [
     "DatasetSplits",
     "TrainConfig",
     "build_net",
+    "default_width",
     "evaluate",
     "list_archs",
     "list_datasets",
     "load_dataset",
+    "stratified_order",
     "train",
     "train_entry",
 ]

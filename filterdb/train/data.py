@@ -16,8 +16,21 @@ Held-out splits are deterministic and independent of any seed:
 - torchvision datasets already on disk (``cifar10``, ``cifar100``, ``mnist``, ``fashion-mnist``,
   ``kmnist``): their official train/test split, read with ``download=False`` from ``root``.
 
-``n_train``/``n_test`` take the first items of a fixed permutation (``numpy`` PCG64, seed 0) of
-the respective split, so a smaller subset is always contained in a larger one.
+Training-set size (``n_train``, also ``n_test``) is a subset of the split above, never a change of
+it: the held-out split stays the same whatever ``n_train`` is (``mnist-5k`` always tests on the
+same 1,000 digits). The subset is
+
+- **deterministic**: independent of the training seed; the items are ordered once by
+  :func:`stratified_order` (a fixed ``numpy`` PCG64 permutation, seed :data:`SUBSET_SEED`, sorted
+  by each item's quantile within its class) and the first ``n`` are kept;
+- **stratified**: every class gets its proportional share, ``n * n_c / N`` rounded up or down (on
+  the balanced ``mnist-5k`` training split, 400 per class, ``n_train = 500`` is exactly 50 per
+  class; 1,000 is 100 per class);
+- **nested**: a smaller subset is the prefix of a larger one (``n_train = 500`` is contained in
+  ``n_train = 1000``), so a sweep over ``n_train`` only ever adds data.
+
+Unlabelled splits (the auto-encoder's patches) use the permutation alone. ``n >= N`` keeps the
+whole split in file order.
 """
 
 from __future__ import annotations
@@ -39,6 +52,8 @@ __all__ = [
     "load_dataset",
     "register_dataset",
     "skimage_data_file",
+    "stratified_order",
+    "stratified_tail_split",
 ]
 
 TEST_FRACTION = 0.2
@@ -195,8 +210,9 @@ def load_dataset(
     name : str
         Registry name, see :func:`list_datasets`.
     n_train, n_test : int, optional
-        Keep only the first ``n`` items of a fixed permutation (seed :data:`SUBSET_SEED`) of the
-        split; ``None`` keeps all (in file order).
+        Keep only the first ``n`` items of the split's :func:`stratified_order` (deterministic,
+        stratified by class, nested); ``None`` keeps all (in file order). The split itself never
+        changes.
     root : str or Path, optional
         Folder holding torchvision's own layout (only for torchvision datasets).
 
@@ -246,6 +262,50 @@ def skimage_data_file(filename: str) -> Path:
 # --- helpers -----------------------------------------------------------------------------------
 
 
+def stratified_order(
+    y: np.ndarray | None, n: int | None = None, seed: int = SUBSET_SEED
+) -> np.ndarray:
+    """Fixed order of a split's items whose every prefix is a stratified sample.
+
+    The items are permuted once (``numpy`` PCG64, ``seed``); each item's key is its quantile
+    within its own class in that permutation, ``(rank + 0.5) / n_class``, and items are sorted by
+    key, ties by class. The first ``k`` items therefore hold ``k * n_class / N`` items of every
+    class, rounded up or down, for every ``k``; subsets taken as prefixes are nested.
+
+    Parameters
+    ----------
+    y : numpy.ndarray or None
+        Integer class labels of the split; ``None`` (unlabelled) returns the permutation itself.
+    n : int, optional
+        Number of items of the split (required when ``y`` is None).
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Indices into the split.
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    >>> order = stratified_order(y)
+    >>> [int((y[order[:k]] == 0).sum()) for k in (3, 6, 9, 12)]
+    [1, 2, 3, 4]
+    """
+    size = len(y) if y is not None else int(n or 0)
+    perm = np.random.default_rng(seed).permutation(size)
+    if y is None:
+        return perm
+    _, inverse, counts = np.unique(np.asarray(y)[perm], return_inverse=True, return_counts=True)
+    rank = np.empty(size, np.int64)
+    for c in range(len(counts)):
+        idx = np.flatnonzero(inverse == c)
+        rank[idx] = np.arange(len(idx))
+    key = (rank + 0.5) / counts[inverse]
+    return perm[np.lexsort((inverse, key))]
+
+
 def _subset(
     x: np.ndarray, y: np.ndarray | None, n: int | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -253,7 +313,7 @@ def _subset(
         return x, y
     if n <= 0:
         raise ValueError(f"subset size must be positive, got {n}")
-    idx = np.random.default_rng(SUBSET_SEED).permutation(len(x))[:n]
+    idx = stratified_order(y, len(x))[:n]
     return x[idx], (None if y is None else y[idx])
 
 

@@ -20,6 +20,7 @@ papers):
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ __all__ = [
     "ResNet14",
     "VGGLike",
     "build_net",
+    "default_width",
     "get_arch",
     "list_archs",
     "register_arch",
@@ -96,6 +98,20 @@ def get_arch(name: str) -> ArchSpec:
         raise KeyError(
             f"unknown architecture {name!r}; known architectures: {', '.join(list_archs())}"
         ) from None
+
+
+def default_width(name: str) -> int | None:
+    """The first-stage width an architecture uses when an entry gives none.
+
+    Examples
+    --------
+    >>> default_width("resnet9")
+    16
+    """
+    param = inspect.signature(get_arch(name).constructor).parameters.get("width")
+    if param is None or param.default is inspect.Parameter.empty:
+        return None
+    return int(param.default)
 
 
 def build_net(name: str, in_channels: int, n_classes: int, width: int | None = None) -> nn.Module:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from filterdb.train.data import DatasetSplits, get_dataset_spec, load_dataset
-from filterdb.train.nets import build_net, get_arch
+from filterdb.train.nets import build_net, default_width, get_arch
 
 __all__ = [
     "ENTRY_KEYS",
@@ -370,7 +370,10 @@ def train_entry(
     -------
     dict
         Metrics: ``accuracy`` or ``reconstruction_mse`` (+ ``noisy_input_mse``), ``epochs``,
-        ``n_train``, ``n_test``, ``seconds``, ``dataset``, ``arch``, ``seed``, ``task``, ...
+        ``n_train``, ``n_train_samples`` (the same number: images actually trained on, the name
+        the dataset's model table uses), ``n_test``, ``seconds``, ``cpu_seconds``, ``dataset``,
+        ``arch``, ``width`` (the first-stage width used, the architecture's default when the entry
+        gives none), ``n_params``, ``seed``, ``task``, ...
     """
     config = _config_from_entry(model_id, entry)
     data = load_dataset(
@@ -396,13 +399,14 @@ def train_entry(
         "arch": entry["arch"],
         "dataset": entry["dataset"],
         "task": data.spec.task,
-        "width": entry.get("width"),
+        "width": entry.get("width") or default_width(entry["arch"]),
         "seed": config.seed,
         "threads": config.threads,
         "config": asdict(config),
         "n_params": sum(p.numel() for p in net.parameters()),
         "torch": torch.__version__,
         **metrics,
+        "n_train_samples": data.n_train,
     }
     out_dir = Path(out_dir)
     state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
