@@ -11,7 +11,8 @@ work on folded filters (``weight * scale``) slice by slice in the same fixed mem
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_path",
     "check_filter_view",
     "chunk_size_of",
+    "decode_flags",
     "iter_chunks",
     "iter_layers",
     "layer_table",
@@ -311,3 +313,27 @@ class FoldScales:
             return arr
         scale = self.for_chunk(start, arr.shape[0])
         return arr * scale.reshape((-1,) + (1,) * (arr.ndim - 1))
+
+
+def decode_flags(codes: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
+    """Turn integer codes back into strings with a variable's ``flag_values``/``flag_meanings``.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        The stored integer codes.
+    attrs : mapping
+        The variable's attributes.
+
+    Returns
+    -------
+    numpy.ndarray of object
+        The decoded strings; a code outside ``flag_values`` raises ``ValueError``.
+    """
+    values = np.atleast_1d(np.asarray(attrs["flag_values"])).tolist()
+    meanings = str(attrs["flag_meanings"]).split()
+    lookup = dict(zip(values, meanings, strict=True))
+    try:
+        return np.array([lookup[int(c)] for c in np.asarray(codes).ravel()], dtype=object)
+    except KeyError as exc:
+        raise ValueError(f"code {exc.args[0]} is not among flag_values {values}") from None

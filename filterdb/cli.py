@@ -204,6 +204,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if not source.exists():
         raise CLIError(f"{source}: no such file")
     deg_params, shift_params = params.get("degeneracy"), params.get("shifts")
+    if args.filters:  # the command line overrides both sections' `filters`
+        deg_params = {**(deg_params or {}), "filters": args.filters}
+        shift_params = {**(shift_params or {}), "filters": args.filters}
     dask_params = dict(params.get("dask") or {})
     if args.scheduler:
         dask_params["scheduler"] = args.scheduler
@@ -254,7 +257,8 @@ def cmd_plots(args: argparse.Namespace) -> int:
     """Draw the figures from the statistics files."""
     from filterdb.plots import make_plots
 
-    paths = make_plots(args.degeneracy, args.shifts, args.out)
+    trained = (_params(args).get("trained") or {}) if Path(args.params).is_file() else {}
+    paths = make_plots(args.degeneracy, args.shifts, args.out, trained=trained)
     print("\n".join(str(p) for p in paths))
     return 0
 
@@ -263,7 +267,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the Markdown summary of the findings."""
     from filterdb.report import write_report
 
-    print(write_report(args.degeneracy, args.shifts, args.out))
+    folded = None
+    if args.folded_dir:
+        d = Path(args.folded_dir)
+        folded = (d / "degeneracy.nc", d / "shifts.nc")
+        missing = [str(p) for p in folded if not p.is_file()]
+        if missing:
+            raise CLIError(f"--folded-dir: missing {', '.join(missing)}")
+    trained = (_params(args).get("trained") or {}) if Path(args.params).is_file() else {}
+    print(write_report(args.degeneracy, args.shifts, args.out, folded=folded, trained=trained))
     return 0
 
 
@@ -367,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--shifts", default="stats/shifts.nc", help="default: stats/shifts.nc")
     p.add_argument(
+        "--filters",
+        choices=["raw", "folded"],
+        help="raw weights or BatchNorm-folded (default: params degeneracy/shifts.filters)",
+    )
+    p.add_argument(
         "--scheduler",
         help="run on dask: threads, processes, or a scheduler address tcp://HOST:PORT "
         "(default: params dask.scheduler; none = single process)",
@@ -382,11 +399,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plots", help="figures from the statistics files")
     _add_stats_inputs(p)
     p.add_argument("--out", default="plots", help="default: plots")
+    _add_params(p)
     p.set_defaults(func=cmd_plots)
 
     p = sub.add_parser("report", help="Markdown summary of the findings")
     _add_stats_inputs(p)
     p.add_argument("--out", default="stats/report.md", help="default: stats/report.md")
+    p.add_argument(
+        "--folded-dir",
+        help="folder with degeneracy.nc and shifts.nc of BatchNorm-folded filters: adds their "
+        "rows to the replication table",
+    )
+    _add_params(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("zoo", help="generate zoo entries from a model registry")

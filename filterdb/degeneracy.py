@@ -71,6 +71,9 @@ STATS_VERSION = 1
 #: Model-level categorical variables copied into ``stats/degeneracy.nc`` when present.
 MODEL_META = CATEGORICAL
 
+#: Model-level numbers copied too, so that reports (e.g. the training sweep) need only this file.
+MODEL_NUMERIC = ("n_filters_3x3", "n_parameters", "n_train_samples", "accuracy")
+
 H_REASONS = "defined fewer-than-two-filters zero-variance non-finite-weights"
 S_REASONS = "defined all-zero-layer non-finite-weights"
 O_REASONS = "defined single-output-channel non-finite-weights"
@@ -597,7 +600,7 @@ def _assemble(
     )
     for name, var in model_aggregates(out, layer_model, n_models).items():
         out[name] = var
-    for name in (*MODEL_META, "n_filters_3x3"):
+    for name in (*MODEL_META, *MODEL_NUMERIC):
         if name in ds.variables and ds[name].dims == ("model",):
             out[name] = xr.Variable("model", np.asarray(ds[name].values), dict(ds[name].attrs))
     out.attrs.update(

@@ -6,8 +6,9 @@ Inputs are ``stats/degeneracy.nc`` and ``stats/shifts.nc``; nothing re-reads the
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -190,6 +191,7 @@ def make_plots(
     *,
     max_groups: int = 10,
     axes: Sequence[str] | None = None,
+    trained: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Draw every figure from the statistics files.
 
@@ -205,6 +207,8 @@ def make_plots(
         Most populous groups drawn in the coefficient-distribution figures.
     axes : sequence of str, optional
         Axes to draw (default: all in the shifts file).
+    trained : mapping, optional
+        ``params.yaml: trained`` (widths of the training sweep for ``sweep.png``).
 
     Returns
     -------
@@ -228,9 +232,16 @@ def make_plots(
         written.append(_components(sh, out / "pca_components.png"))
     if degeneracy_nc is not None:
         with xr.open_dataset(degeneracy_nc) as deg:
-            table = degeneracy_table(deg.load())
+            deg = deg.load()
+        table = degeneracy_table(deg)
         with atomic_path(out / DEPTH_CSV) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
         written.append(out / DEPTH_CSV)
         written.append(_depth_figure(table, out / "degeneracy_by_depth.png"))
+        from filterdb.report import model_table
+        from filterdb.sweep import plot_sweep, sweep_table
+
+        sweep = sweep_table(deg, model_table(deg), trained)
+        if not sweep.empty:
+            written.append(plot_sweep(sweep, out / "sweep.png"))
     return written

@@ -425,6 +425,7 @@ def render_report(
     sh: xr.Dataset | None,
     top: int = 10,
     replication: pd.DataFrame | None = None,
+    trained: Mapping[str, Any] | None = None,
 ) -> str:
     """Markdown text of the report (see :func:`write_report`)."""
     lines = ["# filterdb statistics report", ""]
@@ -474,6 +475,9 @@ def render_report(
                   float(deg["orthogonality"].values[i])] for i in idx],
             )
         lines.append("")
+    if deg is not None:
+        lines += render_licences(deg)
+        lines += render_sweep(deg, trained)
     if sh is not None:
         eta = sh["explained_variance_ratio"].values
         population = str(sh.attrs.get("population", "all"))
@@ -518,6 +522,7 @@ def write_report(
     top: int = 10,
     replication_csv: str | os.PathLike[str] | None = None,
     folded: tuple[str | os.PathLike[str] | None, str | os.PathLike[str]] | None = None,
+    trained: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the Markdown report and the replication table atomically.
 
@@ -554,7 +559,75 @@ def write_report(
         )
     csv = Path(out_md).with_name("replication.csv") if replication_csv is None else replication_csv
     write_atomic_text(table.to_csv(index=False), csv)
-    return write_atomic_text(render_report(deg, sh, top, table), out_md)
+    return write_atomic_text(render_report(deg, sh, top, table, trained), out_md)
+
+
+def model_table(deg: xr.Dataset) -> pd.DataFrame:
+    """The per-model variables of a degeneracy file as a table (flags decoded).
+
+    ``stats/degeneracy.nc`` carries the model meta-parameters and numbers it was computed for,
+    so the report needs no other input.
+    """
+    from filterdb._reading import decode_flags
+
+    ids = pd.Index(np.asarray(deg["model"].values).astype(str), name="model")
+    table = pd.DataFrame(index=ids)
+    for name, var in deg.variables.items():
+        if var.dims != ("model",) or name == "model":
+            continue
+        values = np.asarray(var.values)
+        table[name] = decode_flags(values, var.attrs) if "flag_meanings" in var.attrs else values
+    return table
+
+
+def render_licences(deg: xr.Dataset) -> list[str]:
+    """Markdown lines: models and filters per licence of the weights."""
+    table = model_table(deg)
+    if "license" not in table.columns:
+        return []
+    n = table["n_filters_3x3"] if "n_filters_3x3" in table.columns else 0
+    grouped = table.assign(n=n).groupby("license", sort=True)
+    rows = [[lic, len(g), int(g["n"].sum())] for lic, g in grouped]
+    rows.sort(key=lambda r: (-r[2], r[0]))
+    return ["## Licences of the weights", "", *_table(["license", "models", "filters"], rows), ""]
+
+
+def render_sweep(deg: xr.Dataset, trained: Mapping[str, Any] | None = None) -> list[str]:
+    """Markdown lines of the training-sweep section and the models that are random-like
+    in every layer."""
+    from filterdb.sweep import all_random_like, sweep_markdown, sweep_table, sweep_trend
+
+    lines = ["## Models trained here: width and training-set size", ""]
+    table = sweep_table(deg, model_table(deg), trained)
+    if table.empty:
+        lines += ["No sweep in this dataset (no architecture trained at several sizes).", ""]
+    else:
+        trend = sweep_trend(table)
+        lines += [
+            f"{len(table)} models of one architecture and training set at different widths and "
+            "training-set sizes, each with the same optimizer-step budget. Spearman rank "
+            "correlation with parameters per training image (positive: more parameters per "
+            "image, more random-like): "
+            + ", ".join(f"{k} {_fmt(_num(v), 2)}" for k, v in trend.items())
+            + ".",
+            "",
+            *sweep_markdown(table),
+            "",
+            "Figure: `plots/sweep.png`.",
+            "",
+        ]
+    rnd = all_random_like(deg)
+    every = sorted(str(m) for m, v in rnd.items() if v is True)
+    lines += [
+        "### Models random-like in every layer",
+        "",
+        f"{len(every)} of {len(rnd)} models have every 3x3 layer at H >= TH(n) - margin "
+        "(indistinguishable from an initialiser's draw by the study's criterion)"
+        + (": " + ", ".join(every) if every else "")
+        + ".",
+        "",
+    ]
+    return lines
 
 
 def _load(path: str | os.PathLike[str] | None) -> xr.Dataset | None:

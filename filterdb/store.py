@@ -21,6 +21,7 @@ import pandas as pd
 
 from filterdb import __version__
 from filterdb._atomic import atomic_path
+from filterdb._reading import decode_flags
 from filterdb.card import LICENSE_NOTE
 from filterdb.contract import CATEGORICAL, DEPTH_METHODS, MODEL_TEXT, SCHEMA_VERSION
 from filterdb.errors import FilterDBError
@@ -147,30 +148,6 @@ def _codes(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     meanings = sorted(set(values))
     lookup = {v: i for i, v in enumerate(meanings)}
     return np.array([lookup[v] for v in values], dtype=np.int16), meanings
-
-
-def decode_flags(codes: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
-    """Turn integer codes back into strings with a variable's ``flag_values``/``flag_meanings``.
-
-    Parameters
-    ----------
-    codes : numpy.ndarray
-        The stored integer codes.
-    attrs : mapping
-        The variable's attributes.
-
-    Returns
-    -------
-    numpy.ndarray of object
-        The decoded strings; a code outside ``flag_values`` raises ``ValueError``.
-    """
-    values = np.atleast_1d(np.asarray(attrs["flag_values"])).tolist()
-    meanings = str(attrs["flag_meanings"]).split()
-    lookup = dict(zip(values, meanings, strict=True))
-    try:
-        return np.array([lookup[int(c)] for c in np.asarray(codes).ravel()], dtype=object)
-    except KeyError as exc:
-        raise ValueError(f"code {exc.args[0]} is not among flag_values {values}") from None
 
 
 def read_tables(ds: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
