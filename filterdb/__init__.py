@@ -6,7 +6,7 @@ filterdb registers the ``ds.filterdb`` accessor.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from filterdb.accessor import FilterDBAccessor, open_dataset
 

@@ -168,7 +168,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if entry["source"] != "trained":
         raise CLIError(f"model {args.model!r} is not in the 'trained' section of {args.params}")
     settings = {**(params.get("train") or {}), **entry}
+    from filterdb.train.recipe import TIMING_KEYS
+
     metrics = train_entry(args.model, settings, Path(args.models_dir), progress=True)
+    print(", ".join(f"{k} {metrics[k]}" for k in TIMING_KEYS if k in metrics))
+    metrics = {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
     text = json.dumps(metrics, indent=1, sort_keys=True) + "\n"
     if args.metrics_dir:
         from filterdb._atomic import write_atomic_text

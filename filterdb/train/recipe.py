@@ -296,6 +296,10 @@ def train(
     return metrics
 
 
+#: Keys of the training metrics that are measurements of this run (``MODEL.timing.json``).
+TIMING_KEYS = ("seconds", "cpu_seconds")
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` (or JSON for a dict with ``.json`` suffix) to a temp file, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -411,5 +415,9 @@ def train_entry(
     out_dir = Path(out_dir)
     state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     atomic_save(state, out_dir / f"{model_id}.pt")
+    # times differ from run to run: they go to a file of their own that is neither a pipeline
+    # output nor tracked, so that a rebuild reproduces models/MODEL.json byte for byte
+    timing = {k: metrics.pop(k) for k in TIMING_KEYS if k in metrics}
     atomic_save(metrics, out_dir / f"{model_id}.json")
-    return metrics
+    atomic_save(timing, out_dir / f"{model_id}.timing.json")
+    return {**metrics, **timing}
