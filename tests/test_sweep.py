@@ -212,3 +212,24 @@ def test_trend_and_plot(stats, models, tmp_path):
 )  # fmt: skip
 def test_dataset_family_strips_a_trailing_size(name, family):
     assert sweep.dataset_family(name) == family
+
+
+def test_report_sections_read_everything_from_the_degeneracy_file(stats, models):
+    """The report's sweep, random-like and licence sections need only stats/degeneracy.nc."""
+    from filterdb.report import model_table, render_licences, render_sweep
+
+    deg = stats.copy()
+    for col in ("n_parameters", "n_train_samples", "accuracy"):
+        deg[col] = ("model", models[col].to_numpy(np.float64))
+    deg["n_filters_3x3"] = ("model", np.array([256, 256, 256, 128, 192, 64, 128]))
+    deg["training"] = coded(list(models["training"]))
+    deg["license"] = coded(["CC-BY-4.0"] * 4 + ["none", "CC-BY-4.0", "CC-BY-4.0"])
+    table = model_table(deg)
+    assert list(table["architecture"]) == list(models["architecture"])  # flags decoded
+    lines = "\n".join(render_sweep(deg, TRAINED))
+    for m in ("w2-n4000", "w8-n4000", "w4-n500"):
+        assert f"| {m} |" in lines
+    expect = sorted(m for m, v in sweep.all_random_like(stats).items() if v is True)
+    assert f"{len(expect)} of {len(MODELS)} models" in lines and ", ".join(expect) in lines
+    lic = render_licences(deg)
+    assert "| CC-BY-4.0 | 6 | 1088 |" in lic and "| none | 1 | 192 |" in lic
