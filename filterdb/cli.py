@@ -148,6 +148,15 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Get a published release's artifacts (DVC remote, else --rebuild), sha256-verified."""
+    from filterdb.pull import pull_release
+
+    folder = pull_release(args.version, args.repo, rebuild=args.rebuild)
+    print(f"{folder}: every artifact matches the manifest of v{args.version.lstrip('v')}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Print a human summary of a dataset."""
     from filterdb.info import summary
@@ -357,6 +366,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version", help="semantic version, e.g. 0.1.0")
     _add_params(p)
     p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("pull", help="get a published release's artifacts, sha256-verified")
+    p.add_argument("version", help="a published version, e.g. 0.2.0 (a git tag vVERSION)")
+    p.add_argument("--repo", default=".", help="the repository (default: .)")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="when the remote lacks the data, rebuild the tag in a temporary worktree and "
+        "accept it only if every sha256 equals the manifest's",
+    )
+    p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("info", help="summarise a dataset: models, layers, filters, labels")
     p.add_argument("path", help="a dataset file")

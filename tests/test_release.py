@@ -3,6 +3,7 @@ older tags restore older bytes; ``dvc get`` fetches one artifact."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -152,3 +153,57 @@ def test_versions_must_be_semantic() -> None:
     assert normalize_version("v0.1.0") == "0.1.0"
     with pytest.raises(ReleaseError, match="not a semantic version"):
         normalize_version("latest")
+
+
+def test_published_version_is_immutable_and_identical_rebuild_is_a_no_op(
+    origin, tmp_path, cli_env_module
+) -> None:
+    env = cli_env_module
+    repo = tmp_path / "repo"
+    shutil.copytree(origin, repo, symlinks=True)
+    folder = repo / "releases" / "v0.2.0"
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    # the same inputs: the manifest (with its git revision) and the notes stay byte for byte
+    sh(["filterdb", "release", "0.2.0"], repo, env)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    # other bytes under a published version: refused, nothing changes
+    report = repo / "stats" / "report.md"
+    report.chmod(0o644)
+    report.write_text(report.read_text() + "\nedited\n")
+    r = subprocess.run(["filterdb", "release", "0.2.0"], cwd=repo, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "v0.2.0 is published" in r.stderr and "report.md" in r.stderr
+    assert "bump release.version" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert not list((repo / "releases").glob(".v0.2.0*"))  # no temporary folder left behind
+
+
+def test_filterdb_pull_gets_a_tagged_version_from_the_remote_verified(
+    origin, tmp_path, cli_env_module
+) -> None:
+    env = cli_env_module
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)  # main: v0.2.0 checked out
+    manifest = json.loads((origin / "releases" / "v0.1.0" / "manifest.json").read_text())
+    out = sh(["filterdb", "pull", "0.1.0"], clone, env)
+    assert "every artifact matches the manifest of v0.1.0" in out
+    folder = clone / "releases" / "v0.1.0"
+    for name, entry in manifest["artifacts"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
+    assert validate_release(folder).ok
+    r = subprocess.run(["filterdb", "pull", "9.9.9"], cwd=clone, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "no git tag v9.9.9" in r.stderr
+
+
+def test_filterdb_pull_says_what_the_remote_lacks(origin, tmp_path, cli_env_module) -> None:
+    env = cli_env_module
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    sh(["dvc", "remote", "modify", "storage", "url", str(tmp_path / "empty-remote")], clone, env)
+    r = subprocess.run(["filterdb", "pull", "0.1.0"], cwd=clone, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "the DVC remote lacks" in r.stderr and "--rebuild" in r.stderr
+    assert not (clone / "releases" / "v0.1.0" / "filters.nc").exists()
+    assert not list((clone / "releases").glob(".v0.1.0*"))
