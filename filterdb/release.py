@@ -214,6 +214,8 @@ def build_release(
             (tmp / "manifest.json").write_text(text)
             (tmp / "RELEASE.md").write_text(release_notes(manifest, previous))
             (tmp / "README.md").write_text(render_card(manifest))
+        if (folder / ".gitignore").is_file():  # DVC's list of the artifacts git must ignore
+            shutil.copyfile(folder / ".gitignore", tmp / ".gitignore")
         _swap_in(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
