@@ -617,7 +617,7 @@ def render_sweep(deg: xr.Dataset, trained: Mapping[str, Any] | None = None) -> l
             "",
         ]
     rnd = all_random_like(deg)
-    every = sorted(str(m) for m, v in rnd.items() if v is True)
+    every = sorted(str(m) for m, v in rnd.items() if v is not pd.NA and bool(v))
     lines += [
         "### Models random-like in every layer",
         "",
