@@ -9,7 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "remove_stale_temps", "write_atomic_netcdf", "write_atomic_text"]
+__all__ = [
+    "DIR_MODE",
+    "atomic_path",
+    "remove_stale_temps",
+    "write_atomic_netcdf",
+    "write_atomic_text",
+]
 
 
 def _read_umask() -> int:
@@ -20,6 +26,9 @@ def _read_umask() -> int:
 
 #: read once at import: changing the umask later, even briefly, would race with other threads
 _UMASK = _read_umask()
+
+#: Mode of a folder created under the process umask (``tempfile.mkdtemp`` makes them 0700).
+DIR_MODE = 0o777 & ~_UMASK
 
 
 def _alive(pid: int) -> bool:

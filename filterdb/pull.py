@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from filterdb._atomic import DIR_MODE
 from filterdb.errors import FilterDBError
 
 __all__ = ["PullError", "pull_release"]
@@ -155,6 +156,7 @@ def pull_release(
     releases.mkdir(exist_ok=True)
     folder = releases / f"v{version}"
     tmp = Path(tempfile.mkdtemp(dir=releases, prefix=f".v{version}.pull-"))
+    os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; a release folder is not
     try:
         failed = _from_remote(repo, version, artifacts, tmp)
         if failed:

@@ -23,6 +23,7 @@ from typing import Any
 
 import xarray as xr
 
+from filterdb._atomic import DIR_MODE
 from filterdb.card import LICENSE_NOTE, render_card
 from filterdb.errors import FilterDBError
 from filterdb.store import CATEGORICAL, atomic_path, content_hash, read_tables
@@ -184,6 +185,7 @@ def build_release(
         shutil.rmtree(stale, ignore_errors=True)
     # everything is built in a temporary sibling and renamed into place at the end
     tmp = Path(tempfile.mkdtemp(dir=releases, prefix=f".v{version}.tmp-"))
+    os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; a release folder is not
     try:
         artifacts = _write_artifacts(root, tmp)
         revision, dirty = _git_revision(root)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
+from filterdb._atomic import DIR_MODE
 from filterdb.release import ReleaseError, normalize_version, open_release, validate_release
 from tests.conftest import MNIST_ENTRY, PNET_ENTRY, copy_repo_files, random_entry, sh, write_params
 
@@ -162,6 +163,7 @@ def test_published_version_is_immutable_and_identical_rebuild_is_a_no_op(
     repo = tmp_path / "repo"
     shutil.copytree(origin, repo, symlinks=True)
     folder = repo / "releases" / "v0.2.0"
+    assert folder.stat().st_mode & 0o777 == DIR_MODE  # not the 0700 of a temporary folder
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     # the same inputs: the manifest (with its git revision) and the notes stay byte for byte
     sh(["filterdb", "release", "0.2.0"], repo, env)

