@@ -116,6 +116,7 @@ def write_params(path: Path, zoo: dict, trained: dict | None = None, **extra: ob
         "release": {"version": "0.0.1"},
         "zoo": zoo,
         "trained": trained or {},
+        "packages": {},  # no registry downloads from test repositories
         **extra,
     }
     path.write_text(yaml.safe_dump(params, sort_keys=False))

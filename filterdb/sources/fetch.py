@@ -297,8 +297,9 @@ def fetch_packages(
     """
     out = Path(dest) if dest is not None else packages_dir()
     specs = package_specs(params)
-    if extract and out.is_dir():  # leftovers of a killed run
-        for stale in out.glob(".*.tmp-*"):
+    if extract:  # the folder exists even without packages (a pipeline output)
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp-*"):  # leftovers of a killed run
             shutil.rmtree(stale, ignore_errors=True)
     done = []
     for spec in specs:

@@ -134,3 +134,9 @@ def test_unsafe_member_path_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
         fetch_packages(params, dest=tmp_path / "out", download=False)
     assert not (tmp_path / "escape.bin").exists()
     assert not any((tmp_path / "out").iterdir())  # no half-written package folder
+
+
+def test_no_packages_still_gives_the_output_folder(tmp_path: Path) -> None:
+    out = tmp_path / "data" / "packages"
+    assert fetch_packages({"zoo": {}}, dest=out, download=False) == []
+    assert out.is_dir() and not any(out.iterdir())
