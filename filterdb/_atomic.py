@@ -58,8 +58,8 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     path = Path(path)
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        parts = tmp.name[len(path.name) + 2 :].split(".")
-        if parts and parts[0].isdigit() and not _alive(int(parts[0])):
+        parts = tmp.name[len(path.name) + 2 :].split(".")  # PID.RANDOM.tmp
+        if len(parts) == 3 and parts[0].isdigit() and not _alive(int(parts[0])):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from filterdb._atomic import atomic_path, write_atomic_netcdf, write_atomic_text
+from filterdb.errors import InputError
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -63,7 +64,7 @@ def check_filter_view(value: object, section: str) -> str:
     """
     if not isinstance(value, str) or value not in FILTER_VIEWS:
         kind = "" if isinstance(value, str) else f" ({type(value).__name__})"
-        raise ValueError(
+        raise InputError(
             f"{section}.filters must be one of {', '.join(FILTER_VIEWS)}; got {value!r}{kind}"
         )
     return value
@@ -96,7 +97,7 @@ def chunk_size_of(ds: xr.Dataset, override: int | None = None) -> int:
     """
     if override is not None:
         if int(override) < 1:
-            raise ValueError(f"chunk size must be >= 1, got {override}")
+            raise InputError(f"chunk size must be >= 1, got {override}")
         return int(override)
     var = ds["weight"]
     sizes = var.encoding.get("chunksizes")
@@ -163,14 +164,14 @@ def layer_table(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     first = np.asarray(ds["layer_first_filter"].values, dtype=np.int64)
     count = np.asarray(ds["layer_filter_count"].values, dtype=np.int64)
     if first.shape != count.shape:
-        raise ValueError("layer_first_filter and layer_filter_count differ in shape")
+        raise InputError("layer_first_filter and layer_filter_count differ in shape")
     if np.any(count < 0):
-        raise ValueError("layer_filter_count has negative entries")
+        raise InputError("layer_filter_count has negative entries")
     if first.size and np.any(first[1:] < first[:-1] + count[:-1]):
-        raise ValueError("layers are not in filter order or overlap (contiguous ragged layout)")
+        raise InputError("layers are not in filter order or overlap (contiguous ragged layout)")
     n = ds["weight"].shape[0]
     if first.size and first[-1] + count[-1] > n:
-        raise ValueError("a layer extends past the end of the filter dimension")
+        raise InputError("a layer extends past the end of the filter dimension")
     return first, count
 
 
@@ -221,7 +222,7 @@ def iter_layers(
             else:
                 break
     if li < n_layers:
-        raise ValueError(f"data ended before layer {li} was complete")
+        raise InputError(f"data ended before layer {li} was complete")
 
 
 class FoldScales:
@@ -282,7 +283,7 @@ class FoldScales:
             or np.any(self.first_channel < 0)
             or int(ends.max()) > self.scale.size
         ):
-            raise ValueError(
+            raise InputError(
                 "fold scales: layer_filter_count, out_channels, in_channels/groups and "
                 "layer_first_channel do not match fold_scale"
             )
@@ -336,4 +337,4 @@ def decode_flags(codes: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
     try:
         return np.array([lookup[int(c)] for c in np.asarray(codes).ravel()], dtype=object)
     except KeyError as exc:
-        raise ValueError(f"code {exc.args[0]} is not among flag_values {values}") from None
+        raise InputError(f"code {exc.args[0]} is not among flag_values {values}") from None

@@ -81,10 +81,12 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         "`dvc repro` in the filterdb repository at the tag `v" + v + "`: trained weights were "
         "read from files shipped in pinned registry packages (ONNX, TensorFlow.js, Keras, "
         "PyTorch; never executed), from models trained by the pipeline on data shipped in "
-        "packages, and from random-init baselines; every 3x3 kernel was taken bit for bit (the "
-        "package's stored precision dequantized where it is quantized); conv depth is the longest "
-        "path from the input in the model's graph, counted in 2-D convs. The manifest records "
-        "the params, the git revision and every file's sha256.",
+        "packages, and from random-init baselines; every 3x3 kernel was taken bit for bit as "
+        "float32 (float16 kernels widened exactly, quantized ones dequantized as their format "
+        "defines); conv depth is the longest path from the input in the model's graph, counted "
+        "in 2-D convs, or the order of the kernels where a file stores no graph (the layer table's "
+        "`depth_method` says which). The manifest records the params, the git revision and every "
+        "file's sha256.",
         "",
         "## Intended uses",
         "",
@@ -108,8 +110,8 @@ def render_card(manifest: Mapping[str, Any]) -> str:
     if quantized:
         parts = ", ".join(f"{k} ({d['models']} models)" for k, d in sorted(quantized.items()))
         lines.append(
-            f"- Stored precision other than float32: {parts}. Their dequantized values are not "
-            "the trained floats."
+            f"- Stored precision other than float32: {parts}. Their values are what the package "
+            "stores (widened or dequantized), not the trained floats."
         )
     lines += [
         f"- BatchNorm: {folded} models arrive with BatchNorm folded into the kernels by their "

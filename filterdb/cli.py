@@ -214,8 +214,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     params = _params(args)
     source = Path(args.input)
-    if not source.exists():
-        raise CLIError(f"{source}: no such file")
+    _open_dataset(source).close()  # a missing or non-filterdb file is named in one line
     deg_params, shift_params = params.get("degeneracy"), params.get("shifts")
     if args.filters:  # the command line overrides both sections' `filters`
         deg_params = {**(deg_params or {}), "filters": args.filters}

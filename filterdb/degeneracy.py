@@ -54,6 +54,7 @@ from filterdb._reading import (
     write_atomic_text,
 )
 from filterdb.contract import CATEGORICAL
+from filterdb.errors import InputError
 
 __all__ = [
     "DegeneracyParams",
@@ -91,7 +92,7 @@ def _from_mapping(cls: type, values: Mapping[str, Any] | None, section: str) -> 
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown keys in params {section!r}: {unknown}; known: {sorted(known)}")
+        raise InputError(f"unknown keys in params {section!r}: {unknown}; known: {sorted(known)}")
     return cls(**values)
 
 
@@ -552,7 +553,7 @@ class _DegeneracyPass:
         g = int(self.in_per_group[li])
         n = w.shape[0]
         if c_out <= 0 or g <= 0 or c_out * g != n:
-            raise ValueError(
+            raise InputError(
                 f"layer {li}: {n} filters but out_channels={c_out}, in_channels/groups={g}"
             )
         self.rows[li] = layer_stats(w, c_out, g, self.params)

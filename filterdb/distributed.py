@@ -52,6 +52,7 @@ from filterdb.degeneracy import (
     _DegeneracyPass,
     blas_limit,
 )
+from filterdb.errors import InputError
 from filterdb.shifts import (
     CoefficientRange,
     GroupHistogram,
@@ -151,7 +152,7 @@ class DaskParams:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown keys in params 'dask': {unknown}; known: {sorted(known)}")
+            raise InputError(f"unknown keys in params 'dask': {unknown}; known: {sorted(known)}")
         return cls(**values)
 
 

@@ -7,7 +7,7 @@ importing torch, pandera or h5py.
 
 from __future__ import annotations
 
-__all__ = ["USER_ERRORS", "FilterDBError"]
+__all__ = ["USER_ERRORS", "FilterDBError", "InputError"]
 
 
 class FilterDBError(Exception):
@@ -18,6 +18,10 @@ class FilterDBError(Exception):
     >>> issubclass(FilterDBError, Exception)
     True
     """
+
+
+class InputError(FilterDBError, ValueError):
+    """A value in params.yaml or in a data file that cannot be used (named in the message)."""
 
 
 #: What the CLI maps to exit status 2 without a traceback: filterdb's own errors, and files the

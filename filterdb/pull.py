@@ -27,7 +27,7 @@ from filterdb.errors import FilterDBError
 __all__ = ["PullError", "pull_release"]
 
 #: Files of a release folder that live in git, not on the DVC remote.
-IN_GIT = ("manifest.json", "RELEASE.md", "README.md")
+IN_GIT = ("manifest.json", "RELEASE.md", "README.md", ".gitignore")
 
 
 class PullError(FilterDBError):
@@ -113,7 +113,11 @@ def _rebuild(repo: Path, version: str, out: Path) -> None:
         env_note = "make release (its own .venv; the full build time)"
         proc = subprocess.run(["make", "release"], cwd=work / "src", check=False)
         if proc.returncode:
-            raise PullError(f"rebuilding {tag} with `{env_note}` failed (exit {proc.returncode})")
+            raise PullError(
+                f"rebuilding {tag} with `{env_note}` failed (exit {proc.returncode}); a build "
+                "whose bytes differ from the published ones is refused by the release stage, "
+                "whose message above names the differing artifacts"
+            )
         shutil.copytree(work / "src" / "releases" / tag, out, dirs_exist_ok=True)
     finally:
         _run(["git", "worktree", "remove", "--force", str(work / "src")], repo, check=False)
@@ -146,7 +150,7 @@ def pull_release(
         No tag, artifacts missing from the remote (without ``rebuild``), or a rebuild whose
         bytes differ (naming the artifacts).
     """
-    from filterdb.release import normalize_version
+    from filterdb.release import normalize_version, recover_release_folder
 
     version = normalize_version(version)
     repo = Path(repo).resolve()
@@ -155,7 +159,8 @@ def pull_release(
     releases = repo / "releases"
     releases.mkdir(exist_ok=True)
     folder = releases / f"v{version}"
-    tmp = Path(tempfile.mkdtemp(dir=releases, prefix=f".v{version}.pull-"))
+    recover_release_folder(folder)
+    tmp = Path(tempfile.mkdtemp(dir=releases, prefix=f".v{version}.pull-{os.getpid()}-"))
     os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; a release folder is not
     try:
         failed = _from_remote(repo, version, artifacts, tmp)
@@ -180,13 +185,9 @@ def pull_release(
             proc = _run(["git", "show", f"v{version}:releases/v{version}/{name}"], repo, False)
             if proc.returncode == 0:
                 (tmp / name).write_text(proc.stdout)
-        if folder.exists():
-            aside = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, aside)
-            os.replace(tmp, folder)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        from filterdb.release import swap_in_folder
+
+        swap_in_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

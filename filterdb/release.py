@@ -36,6 +36,8 @@ __all__ = [
     "file_digests",
     "normalize_version",
     "open_release",
+    "recover_release_folder",
+    "swap_in_folder",
     "validate_release",
 ]
 
@@ -51,6 +53,11 @@ INPUTS = {
     "plots": "plots",
 }
 DERIVED = ("models.csv", "layers.csv")
+#: params.yaml sections that shape a release's artifacts: recorded and hashed in the manifest
+#: (and the release stage's params in dvc.yaml); others, such as ``dask``, do not.
+RELEASE_PARAMS = (
+    "release", "packages", "zoo", "trained", "train", "store", "degeneracy", "shifts"
+)
 
 
 class ReleaseError(FilterDBError, ValueError):
@@ -181,15 +188,16 @@ def build_release(
     releases = root / releases_dir
     releases.mkdir(parents=True, exist_ok=True)
     folder = releases / f"v{version}"
-    for stale in releases.glob(f".v{version}.*-*"):  # leftovers of a killed run
-        shutil.rmtree(stale, ignore_errors=True)
+    recover_release_folder(folder)
     # everything is built in a temporary sibling and renamed into place at the end
-    tmp = Path(tempfile.mkdtemp(dir=releases, prefix=f".v{version}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=releases, prefix=f".v{version}.tmp-{os.getpid()}-"))
     os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; a release folder is not
     try:
         artifacts = _write_artifacts(root, tmp)
         revision, dirty = _git_revision(root)
-        params_json = json.dumps(params, sort_keys=True, default=str)
+        # only the sections that shape the artifacts (not, e.g., where dask runs)
+        shaping = {k: params[k] for k in RELEASE_PARAMS if k in params}
+        params_json = json.dumps(shaping, sort_keys=True, default=str)
         manifest = {
             "manifest_format": MANIFEST_FORMAT,
             "version": version,
@@ -202,23 +210,37 @@ def build_release(
             "counts": dataset_counts(tmp / "filters.nc"),
             "artifacts": dict(sorted(artifacts.items())),
         }
-        old_manifest = _read_manifest(folder / "manifest.json")
+        published = _published(root, folder / "manifest.json")
+        # a published version is compared with its committed manifest, whatever is on disk
+        old_manifest = (
+            _committed_manifest(root, folder / "manifest.json")
+            if published
+            else _read_manifest(folder / "manifest.json")
+        )
         if old_manifest is not None and _same_content(old_manifest, manifest):
-            # identical content: the recorded manifest and notes stay as they are
+            # identical content: the recorded manifest and notes stay as they are (as committed,
+            # for a published version, even when the files on disk were lost)
             for name in ("manifest.json", "RELEASE.md", "README.md"):
-                if (folder / name).is_file():
+                text = _committed_text(root, folder / name) if published else None
+                if text is not None:
+                    (tmp / name).write_text(text)
+                elif (folder / name).is_file():
                     shutil.copyfile(folder / name, tmp / name)
         else:
-            if old_manifest is not None and _published(root, folder / "manifest.json"):
-                raise ReleaseError(_changed_message(version, old_manifest, manifest))
+            if published:
+                raise ReleaseError(_changed_message(version, old_manifest or {}, manifest))
             previous = _previous_manifest(releases, version)
             text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
             (tmp / "manifest.json").write_text(text)
             (tmp / "RELEASE.md").write_text(release_notes(manifest, previous))
             (tmp / "README.md").write_text(render_card(manifest))
-        if (folder / ".gitignore").is_file():  # DVC's list of the artifacts git must ignore
+        # DVC's list of the artifacts git must ignore (tracked in git)
+        ignore = _committed_text(root, folder / ".gitignore") if published else None
+        if ignore is not None:
+            (tmp / ".gitignore").write_text(ignore)
+        elif (folder / ".gitignore").is_file():
             shutil.copyfile(folder / ".gitignore", tmp / ".gitignore")
-        _swap_in(tmp, folder)
+        swap_in_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -301,8 +323,61 @@ def _changed_message(version: str, old: Mapping[str, Any], new: Mapping[str, Any
     )
 
 
-def _swap_in(tmp: Path, folder: Path) -> None:
-    """Rename ``tmp`` to ``folder``; an existing folder is moved aside first, then deleted."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_release_folder(folder: Path) -> None:
+    """Undo what a killed build or pull left beside ``folder``.
+
+    A folder moved aside (``.vX.old-PID``) whose writer died before renaming the new one in is
+    the only copy: it is put back. Temporary folders (``.vX.tmp-PID-*``, ``.vX.pull-PID-*``) of
+    dead processes are deleted; those of live ones are left alone.
+    """
+    for aside in sorted(folder.parent.glob(f".{folder.name}.old-*")):
+        pid = aside.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        if not folder.exists():
+            os.replace(aside, folder)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+    for kind in ("tmp", "pull"):
+        for tmp in folder.parent.glob(f".{folder.name}.{kind}-*"):
+            pid = tmp.name.split(f".{kind}-", 1)[1].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _committed_text(root: Path, path: Path) -> str | None:
+    """The text of ``path`` as committed at HEAD, or None."""
+    rel = path.resolve().relative_to(root.resolve()).as_posix()
+    proc = subprocess.run(
+        ["git", "show", f"HEAD:{rel}"], cwd=root, capture_output=True, text=True, check=False
+    )
+    return None if proc.returncode else proc.stdout
+
+
+def _committed_manifest(root: Path, manifest: Path) -> dict[str, Any] | None:
+    text = _committed_text(root, manifest)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def swap_in_folder(tmp: Path, folder: Path) -> None:
+    """Rename ``tmp`` to ``folder``; an existing folder is moved aside first, then deleted (a
+    kill in between leaves ``.vX.old-PID``, which :func:`recover_release_folder` puts back)."""
     aside = None
     if folder.exists():
         aside = folder.with_name(f".{folder.name}.old-{os.getpid()}")

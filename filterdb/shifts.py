@@ -86,6 +86,7 @@ from filterdb.degeneracy import (
     degeneracy_summary,
     row_peak,
 )
+from filterdb.errors import InputError
 
 __all__ = [
     "CoefficientRange",
@@ -192,26 +193,26 @@ class ShiftsParams:
         for key, allowed in (("population", POPULATIONS), ("sign_rule", SIGN_RULES)):
             value = getattr(self, key)
             if not isinstance(value, str) or value not in allowed:
-                raise ValueError(
+                raise InputError(
                     f"shifts.{key} must be one of {', '.join(allowed)}; got {value!r}"
                     + ("" if isinstance(value, str) else f" ({type(value).__name__})")
                 )
         if not isinstance(self.random_init_label, str) or not self.random_init_label:
-            raise ValueError(
+            raise InputError(
                 f"shifts.random_init_label must be a non-empty string; "
                 f"got {self.random_init_label!r}"
             )
         object.__setattr__(self, "axes", tuple(self.axes))
         object.__setattr__(self, "depth_edges", tuple(float(e) for e in self.depth_edges))
         if not 1 <= int(self.n_components) <= 9:
-            raise ValueError(f"n_components must be in 1..9, got {self.n_components}")
+            raise InputError(f"n_components must be in 1..9, got {self.n_components}")
         if int(self.bins) < 1:
-            raise ValueError(f"bins must be >= 1, got {self.bins}")
+            raise InputError(f"bins must be >= 1, got {self.bins}")
         if not self.eps > 0:
-            raise ValueError(f"eps must be > 0, got {self.eps}")
+            raise InputError(f"eps must be > 0, got {self.eps}")
         e = np.asarray(self.depth_edges)
         if e.size < 2 or np.any(np.diff(e) <= 0):
-            raise ValueError("depth_edges must be at least two increasing numbers")
+            raise InputError("depth_edges must be at least two increasing numbers")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ShiftsParams:
@@ -220,7 +221,7 @@ class ShiftsParams:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown keys in params 'shifts': {unknown}; known: {sorted(known)}")
+            raise InputError(f"unknown keys in params 'shifts': {unknown}; known: {sorted(known)}")
         return cls(**values)
 
     @classmethod
@@ -649,7 +650,7 @@ def _depth_labels(edges: Sequence[float]) -> list[str]:
 def _categorical(ds: xr.Dataset, name: str) -> tuple[list[str], np.ndarray]:
     """Labels and per-model codes (-1 missing) of a model-level categorical variable."""
     if name not in ds.variables:
-        raise ValueError(f"axis {name!r}: the dataset has no model variable {name!r}")
+        raise InputError(f"axis {name!r}: the dataset has no model variable {name!r}")
     var = ds[name]
     raw = np.asarray(var.values)
     if raw.dtype.kind in "OSU":
@@ -709,7 +710,7 @@ def model_roles(ds: xr.Dataset, params: ShiftsParams | Mapping[str, Any] | None 
     if p.population == "all":
         return np.zeros(n, np.int8)
     if "training" not in ds.variables:
-        raise ValueError(
+        raise InputError(
             "shifts.population 'trained' needs the model variable 'training' to tell trained "
             "from random-init models; the dataset has none (set population: all to pool them)"
         )

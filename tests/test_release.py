@@ -179,6 +179,15 @@ def test_published_version_is_immutable_and_identical_rebuild_is_a_no_op(
     assert "bump release.version" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
     assert not list((repo / "releases").glob(".v0.2.0*"))  # no temporary folder left behind
+    # the published folder lost on disk: still refused (compared with the committed manifest)
+    shutil.rmtree(folder)
+    r = subprocess.run(["filterdb", "release", "0.2.0"], cwd=repo, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "v0.2.0 is published" in r.stderr
+    # ... and with the original inputs back, rebuilt exactly as committed
+    report.write_text(report.read_text().removesuffix("\nedited\n"))
+    sh(["filterdb", "release", "0.2.0"], repo, env)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
 
 
 def test_filterdb_pull_gets_a_tagged_version_from_the_remote_verified(
@@ -194,6 +203,7 @@ def test_filterdb_pull_gets_a_tagged_version_from_the_remote_verified(
     for name, entry in manifest["artifacts"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
     assert validate_release(folder).ok
+    assert sh(["git", "status", "--porcelain"], clone, env) == ""  # tracked files untouched
     r = subprocess.run(["filterdb", "pull", "9.9.9"], cwd=clone, env=env, capture_output=True,
                        text=True)
     assert r.returncode == 2 and "no git tag v9.9.9" in r.stderr

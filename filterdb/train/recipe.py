@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from filterdb.errors import InputError
 from filterdb.train.data import DatasetSplits, get_dataset_spec, load_dataset
 from filterdb.train.nets import build_net, default_width, get_arch
 
@@ -319,13 +320,13 @@ def atomic_save(obj: Any, path: Path) -> None:
 def _config_from_entry(model_id: str, entry: Mapping[str, Any]) -> TrainConfig:
     unknown = sorted(set(entry) - set(ENTRY_KEYS) - {"source", "meta"})
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"zoo entry {model_id!r}: unknown training key(s) {unknown}; allowed: "
             f"{sorted(ENTRY_KEYS)}"
         )
     for key in ("arch", "dataset"):
         if key not in entry:
-            raise ValueError(f"zoo entry {model_id!r}: missing required key {key!r}")
+            raise InputError(f"zoo entry {model_id!r}: missing required key {key!r}")
     names = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in entry.items() if k in names})
 
@@ -343,7 +344,7 @@ def build_entry_net(model_id: str, entry: Mapping[str, Any]) -> nn.Module:
     spec = get_dataset_spec(entry["dataset"])
     arch = get_arch(entry["arch"])
     if arch.task != spec.task:
-        raise ValueError(
+        raise InputError(
             f"zoo entry {model_id!r}: architecture {arch.name!r} is for {arch.task}, dataset "
             f"{spec.name!r} is for {spec.task}"
         )

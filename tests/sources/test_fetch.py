@@ -140,3 +140,18 @@ def test_no_packages_still_gives_the_output_folder(tmp_path: Path) -> None:
     out = tmp_path / "data" / "packages"
     assert fetch_packages({"zoo": {}}, dest=out, download=False) == []
     assert out.is_dir() and not any(out.iterdir())
+
+
+def test_corrupt_package_record_is_a_named_error(cache: tuple[Path, dict], tmp_path: Path) -> None:
+    _, params = cache
+    fetch_packages(params, download=False)
+    record = tmp_path / "packages" / "w" / "PACKAGE.json"
+    record.write_text("{not json")
+    with pytest.raises(ModelLoadError, match=r"PACKAGE.json is corrupt"):
+        resolve_file("m1", params["zoo"]["m1"])
+
+
+def test_unquoted_version_is_refused() -> None:
+    with pytest.raises(ModelLoadError, match="must be a string"):
+        PackageSpec.from_params("x", {"registry": "pypi", "name": "a", "version": 1.10,
+                                      "sha256": "0" * 64})
