@@ -11,7 +11,6 @@ the build says so, naming the differing artifacts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 
 from filterdb._atomic import DIR_MODE
 from filterdb.errors import FilterDBError
+from filterdb.hashes import sha256_file
 
 __all__ = ["PullError", "pull_release"]
 
@@ -42,14 +42,6 @@ def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     return proc
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def tagged_manifest(repo: Path, version: str) -> dict[str, Any]:
     """The manifest committed at tag ``vVERSION``."""
     tag = f"v{version}"
@@ -67,7 +59,7 @@ def _mismatches(folder: Path, artifacts: Mapping[str, Any]) -> list[str]:
         path = folder / name
         if not path.is_file():
             bad.append(f"{name} (missing)")
-        elif _sha256(path) != entry["sha256"]:
+        elif sha256_file(path) != entry["sha256"]:
             bad.append(f"{name} (sha256 differs)")
     return bad
 

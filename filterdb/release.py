@@ -26,6 +26,7 @@ import xarray as xr
 from filterdb._atomic import DIR_MODE
 from filterdb.card import LICENSE_NOTE, render_card
 from filterdb.errors import FilterDBError
+from filterdb.hashes import file_digests
 from filterdb.store import CATEGORICAL, atomic_path, content_hash, read_tables
 
 __all__ = [
@@ -82,17 +83,6 @@ def _version_key(version: str) -> tuple[int, int, int, str]:
     m = SEMVER.fullmatch(version)
     assert m
     return int(m[1]), int(m[2]), int(m[3]), m[4] or "~"  # a pre-release sorts before the release
-
-
-def file_digests(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Size, sha256 and md5 (DVC's hash) of a file, read in 1 MiB blocks."""
-    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-            md5.update(block)
-            size += len(block)
-    return {"size": size, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
 
 
 def _artifact_entry(path: Path) -> dict[str, Any]:

