@@ -1,0 +1,124 @@
+"""Pinned CPU numerics for the stages that run torch (training, random initialisation).
+
+torch's CPU kernels choose their code by instruction set at run time: ATen's vectorised loops
+(``ATEN_CPU_CAPABILITY``: default, avx2, avx512), MKL's BLAS (``MKL_CBWR``: its "conditional
+numerical reproducibility" branch) and oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``). Left alone,
+an AVX-512 machine trains other bits than an AVX2 machine from the same seed (and even
+``torch.randn`` differs: ATen's AVX2 build draws normals with its own vectorised log/sincos,
+the AVX-512 and default builds with libm). :data:`PINNED` caps all three at AVX2, the newest
+instruction set every supported x86-64 machine has, so that the same code gives the same
+bytes on any of them. The variables are read once, when torch (MKL, oneDNN) loads, so
+:func:`pin` must run before the first ``import torch``: the CLI calls it first thing.
+
+``FILTERDB_NUMERICS=native`` switches pinning off (the machine's own, faster kernels); what
+was in effect is recorded with every checkpoint (:func:`in_effect`), so such a run is never
+mistaken for a pinned one.
+
+Examples
+--------
+>>> sorted(PINNED)
+['ATEN_CPU_CAPABILITY', 'MKL_CBWR', 'ONEDNN_MAX_CPU_ISA']
+>>> requested({"FILTERDB_NUMERICS": "native"})
+{}
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping
+from typing import Any
+
+from filterdb.errors import FilterDBError
+
+__all__ = ["PINNED", "SWITCH", "NumericsError", "in_effect", "pin", "requested"]
+
+#: The settings, x86-64 spelling. ATen's names are lower case, MKL's and oneDNN's upper case;
+#: ``STRICT`` makes MKL's results independent of memory alignment as well.
+PINNED: dict[str, str] = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2,STRICT",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+
+#: Environment variable that turns pinning off when set to ``native``.
+SWITCH = "FILTERDB_NUMERICS"
+
+
+class NumericsError(FilterDBError):
+    """torch could not run with the pinned settings (imported too early, or a CPU without AVX2)."""
+
+
+def requested(
+    environ: Mapping[str, str] | None = None, machine: str | None = None
+) -> dict[str, str]:
+    """The settings :func:`pin` applies (empty when switched off or not on x86-64).
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        Default ``os.environ``.
+    machine : str, optional
+        Default ``platform.machine()``; the settings are x86-64 ones (elsewhere, e.g. aarch64,
+        nothing is pinned and checkpoints record ``pinned: false``).
+
+    Examples
+    --------
+    >>> requested({}, machine="x86_64")["ATEN_CPU_CAPABILITY"]
+    'avx2'
+    >>> requested({}, machine="aarch64")
+    {}
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(SWITCH, "pinned")
+    if value not in ("pinned", "native"):
+        raise NumericsError(f"{SWITCH}={value!r}: expected 'pinned' (the default) or 'native'")
+    arch = (machine or platform.machine()).lower()
+    if value == "native" or arch not in ("x86_64", "amd64"):
+        return {}
+    return dict(PINNED)
+
+
+def pin() -> dict[str, str]:
+    """Set :data:`PINNED` in ``os.environ`` (unless switched off); return what was set.
+
+    Too late once torch is imported (its kernels are chosen at load): :func:`in_effect`, which
+    the training code calls, then refuses to run.
+    """
+    settings = requested()
+    os.environ.update(settings)
+    return settings
+
+
+def in_effect() -> dict[str, Any]:
+    """What the running torch uses, to be recorded beside a checkpoint.
+
+    Returns
+    -------
+    dict
+        ``pinned`` (bool), the three environment variables as set (``null`` when unset),
+        ``cpu_capability`` (ATen's dispatch level actually in use) and ``torch`` (version).
+
+    Raises
+    ------
+    NumericsError
+        Pinning was requested but ATen runs at another level (a CPU without AVX2, or torch
+        imported before :func:`pin`): the bytes would not be the published ones.
+    """
+    import torch
+
+    settings = requested()
+    capability = torch.backends.cpu.get_cpu_capability()
+    if settings and capability.lower() != settings["ATEN_CPU_CAPABILITY"]:
+        raise NumericsError(
+            f"pinned numerics need ATen at {settings['ATEN_CPU_CAPABILITY']!r} but it runs at "
+            f"{capability!r} (a CPU without AVX2, or torch imported before filterdb.numerics."
+            f"pin()); set {SWITCH}=native to run anyway with results that differ from the "
+            "published ones"
+        )
+    return {
+        "pinned": bool(settings),
+        **{key: os.environ.get(key) for key in PINNED},
+        "cpu_capability": capability,
+        "torch": torch.__version__,
+    }
