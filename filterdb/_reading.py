@@ -11,11 +11,16 @@ work on folded filters (``weight * scale``) slice by slice in the same fixed mem
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import xarray as xr
+
+if TYPE_CHECKING:  # not at run time: the accessor (registered on xarray's import) needs this
+    import xarray as xr
 
 from filterdb._atomic import atomic_path, write_atomic_netcdf, write_atomic_text
 from filterdb.errors import InputError
@@ -28,9 +33,11 @@ __all__ = [
     "check_filter_view",
     "chunk_size_of",
     "decode_flags",
+    "default_workers",
     "iter_chunks",
     "iter_layers",
     "layer_table",
+    "ordered_map",
     "tap",
     "write_atomic_netcdf",
     "write_atomic_text",
@@ -41,6 +48,86 @@ DEFAULT_CHUNK = 65_536
 
 #: Values of the statistics' ``filters`` parameter: the conv's own weights, or BN-folded.
 FILTER_VIEWS = ("raw", "folded")
+
+#: Environment variable overriding the number of compute threads of the statistics.
+THREADS_ENV = "FILTERDB_THREADS"
+
+_T = TypeVar("_T")
+
+
+def default_workers() -> int:
+    """Compute threads for the statistics: ``$FILTERDB_THREADS``, else the usable cores.
+
+    Returns
+    -------
+    int
+        At least 1. The cores are those this process may run on (``os.sched_getaffinity``
+        where available, else ``os.cpu_count()``).
+
+    Raises
+    ------
+    InputError
+        If ``FILTERDB_THREADS`` is set to something other than a positive integer.
+    """
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise InputError(f"{THREADS_ENV} must be a positive integer, got {env!r}")
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def ordered_map(
+    fn: Callable[..., _T], jobs: Iterable[tuple[Any, ...]], workers: int = 1
+) -> Iterator[_T]:
+    """``fn(*job)`` for every job, on ``workers`` threads, yielded in the order of ``jobs``.
+
+    The jobs are drawn (and so the data read) in the calling thread, one after the other, in
+    file order; only the computations run on the pool. At most ``2 * workers`` jobs are in
+    flight, so memory stays at a few chunks whatever the data size. Because results come back
+    in job order, a caller that folds them in that order gets the same floating-point result
+    as a sequential loop, whatever the thread scheduling. numpy's array kernels and BLAS release
+    the GIL, so the threads share the cores.
+
+    Parameters
+    ----------
+    fn : callable
+        The per-job computation; it must not touch shared state.
+    jobs : iterable of tuple
+        Positional arguments of each call.
+    workers : int
+        Threads; ``1`` runs everything in the calling thread (no pool).
+
+    Yields
+    ------
+    object
+        ``fn(*job)``, in job order. An exception of a job is raised when its result is due;
+        jobs not yet started are then cancelled.
+
+    Examples
+    --------
+    >>> list(ordered_map(pow, [(2, 3), (3, 2), (5, 1)], workers=2))
+    [8, 9, 5]
+    """
+    if workers <= 1:
+        for job in jobs:
+            yield fn(*job)
+        return
+    pending: deque[Future[_T]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="filterdb-stats") as pool:
+        try:
+            for job in jobs:
+                pending.append(pool.submit(fn, *job))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def check_filter_view(value: object, section: str) -> str:

@@ -55,13 +55,11 @@ from filterdb.degeneracy import (
 from filterdb.errors import InputError
 from filterdb.shifts import (
     CoefficientRange,
-    GroupHistogram,
     ShiftsParams,
     StreamingPCA,
     _apply_sign_rule,
     _assemble_shifts,
     _ShiftsPasses,
-    count_outside,
     histogram_edges,
     write_results,
 )
@@ -400,10 +398,9 @@ def _task_pass1(
             stop = max(part.stop, part.read_stop)
             for start, arr in iter_chunks(ds, chunk, part.start, stop):
                 if start % chunk == 0 and start >= part.chunk_start:
-                    # as _ShiftsPasses.pca_chunk, but one accumulator per on-disk chunk
-                    x, n_bad = passes.fit_rows(start, arr)
+                    # the kernel of compute_stats: one accumulator per on-disk chunk
+                    pca[start // chunk], n_bad = passes.pca_partial(start, arr)
                     bad += n_bad
-                    pca[start // chunk] = StreamingPCA(sp.n_components).update(x)
                 if start < part.stop:
                     yield start, arr[: part.stop - start]
 
@@ -423,7 +420,7 @@ def _task_range(
         passes = _ShiftsPasses(ds, sp)
         passes.pca = pca
         for start, arr in iter_chunks(ds, chunk, part.chunk_start, part.read_stop):
-            passes.range_chunk(rng, start, arr)
+            rng.merge(passes.range_partial(start, arr))  # the kernel of compute_stats
     return rng
 
 
@@ -475,14 +472,11 @@ def _task_hist(
         passes = _ShiftsPasses(ds, sp)
         passes.pca = pca
         for start, arr in iter_chunks(ds, chunk, part.chunk_start, part.read_stop):
-            c, binned, projected = passes.coefficients(start, arr)
-            count_outside(outside, c[projected], edges)
-            slots = passes.slots(start, arr.shape[0])[binned]
-            keep = slots >= 0
-            c, slots = c[keep], slots[keep]
-            if slots.size == 0:
+            s0, local, out = passes.hist_partial(edges, start, arr)  # the kernel of compute_stats
+            outside += out
+            if local is None:
                 continue
-            s0, s1 = int(slots.min()), int(slots.max()) + 1
+            s1 = s0 + local.shape[0]
             if counts is None:
                 lo, hi = s0, s1
                 counts = np.zeros((hi - lo, k, bins), np.int64)
@@ -491,9 +485,7 @@ def _task_hist(
                 grown = np.zeros((nhi - nlo, k, bins), np.int64)
                 grown[lo - nlo : hi - nlo] = counts
                 counts, lo, hi = grown, nlo, nhi
-            h = GroupHistogram(hi - lo, edges)
-            h.update(c, slots - lo)
-            counts += h.finalize(k).counts_
+            counts[s0 - lo : s1 - lo] += local
     return _SlotCounts(lo, counts, outside)
 
 

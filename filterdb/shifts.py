@@ -60,7 +60,7 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -71,9 +71,11 @@ from filterdb._reading import (
     FoldScales,
     check_filter_view,
     chunk_size_of,
+    default_workers,
     iter_chunks,
     iter_layers,
     layer_table,
+    ordered_map,
     tap,
     write_atomic_netcdf,
     write_atomic_text,
@@ -83,6 +85,7 @@ from filterdb.degeneracy import (
     ScatterAccumulator,
     _DegeneracyPass,
     blas_limit,
+    col_min_max,
     degeneracy_summary,
     row_peak,
 )
@@ -102,6 +105,7 @@ __all__ = [
     "model_roles",
     "scale_filters",
     "shift_matrix",
+    "slot_counts",
     "symmetric_kl",
     "write_shifts",
     "write_stats",
@@ -356,6 +360,12 @@ class StreamingPCA:
         """Coefficients ``(x - mean_) @ components_.T`` (float64)."""
         return np.dot(np.asarray(x, dtype=np.float64) - self.mean_, self.components_.T)
 
+    def _transform_owned(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of a float64 array the caller owns: centred in place (the same
+        arithmetic, one temporary less), so ``x`` is overwritten."""
+        np.subtract(x, self.mean_, out=x)
+        return np.dot(x, self.components_.T)
+
     def flip(self, signs: np.ndarray) -> StreamingPCA:
         """Multiply component ``i`` by ``signs[i]`` (``+1`` or ``-1``); returns ``self``."""
         signs = np.asarray(signs, dtype=np.float64)
@@ -399,10 +409,11 @@ class CoefficientRange:
         """
         lo, hi = self._state()
         v = np.asarray(values)
-        if v.size:
-            self._lo, self._hi = min(lo, float(v.min())), max(hi, float(v.max()))
         if v.ndim == 2 and v.shape[0]:
             n = v.shape[0]
+            cmin, cmax = col_min_max(v)  # exact, as v.min(axis=0), v.max(axis=0)
+            # the global extremes are the extremes of the columns' (NaN propagates alike)
+            self._lo, self._hi = min(lo, float(cmin.min())), max(hi, float(cmax.max()))
             idx = (
                 np.arange(self._seen, self._seen + n, dtype=np.int64)
                 if index is None
@@ -410,9 +421,9 @@ class CoefficientRange:
             )
             arg = np.argmax(np.abs(v), axis=0)  # first occurrence: the smallest index
             cols = np.arange(v.shape[1])
-            self._merge_cols(
-                (v.min(axis=0), v.max(axis=0), v[arg, cols].astype(np.float64), idx[arg])
-            )
+            self._merge_cols((cmin, cmax, v[arg, cols].astype(np.float64), idx[arg]))
+        elif v.size:
+            self._lo, self._hi = min(lo, float(v.min())), max(hi, float(v.max()))
         if v.ndim == 2:
             self._seen += v.shape[0]
         return self
@@ -502,16 +513,71 @@ def bin_indices(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
     Values below the first edge go to bin 0 and above the last to the last bin (the streaming
     passes only bin values inside the range; clipping guards against nothing being dropped).
+
+    As numpy does, an estimate ``e = int((x - lo) / (hi - lo) * bins)`` (clipped to the bins)
+    is corrected against the edges themselves: ``e - 1`` where ``x < edges[e]``, ``e + 1``
+    where ``x >= edges[e + 1]`` (never past the last bin, which is closed on the right). The
+    two corrections exclude each other, so both are read off the estimate, with two lookups
+    into small tables and no boolean indexing. The result is a new ``intp`` array.
     """
     bins = edges.size - 1
     first, last = edges[0], edges[-1]
-    idx = ((x - first) / (last - first) * bins).astype(np.intp)
+    x = np.asarray(x, dtype=np.float64)
+    # upper[e] = edges[e + 1], except the last bin: NaN, so that no comparison moves it up
+    upper = np.append(edges[1:-1], np.nan)
+    t = np.subtract(x, first)
+    t /= last - first
+    t *= bins
+    with np.errstate(invalid="ignore"):
+        idx = t.astype(np.intp)
     np.clip(idx, 0, bins - 1, out=idx)
-    idx[x < edges[idx]] -= 1
-    np.clip(idx, 0, bins - 1, out=idx)
-    inc = (x >= edges[idx + 1]) & (idx != bins - 1)
-    idx[inc] += 1
+    move = np.empty(x.shape, dtype=bool)
+    np.take(edges, idx, out=t)
+    np.less(x, t, out=move)  # below the estimate's lower edge: one bin down
+    np.take(upper, idx, out=t)
+    idx -= move
+    np.greater_equal(x, t, out=move)  # at or above its upper edge: one bin up
+    idx += move
+    np.maximum(idx, 0, out=idx)  # below the first edge: bin 0
     return idx
+
+
+def slot_counts(
+    coefs: np.ndarray, slots: np.ndarray, edges: np.ndarray
+) -> tuple[int, np.ndarray | None]:
+    """Histogram counts of coefficient rows per (group slot, component, bin), one ``bincount``.
+
+    Parameters
+    ----------
+    coefs : numpy.ndarray
+        ``(n, k)`` coefficients.
+    slots : numpy.ndarray
+        ``(n,)`` group slot of each row; rows with a negative slot are skipped.
+    edges : numpy.ndarray
+        Common bin edges (:func:`histogram_edges`); binned by :func:`bin_indices`.
+
+    Returns
+    -------
+    first_slot : int
+        The lowest slot seen (0 when none).
+    counts : numpy.ndarray or None
+        int64 ``(last_slot - first_slot + 1, k, bins)``, or None when no row has a slot.
+    """
+    coefs = np.asarray(coefs, dtype=np.float64)
+    slots = np.asarray(slots, dtype=np.int64)
+    keep = slots >= 0
+    if not keep.all():
+        coefs, slots = coefs[keep], slots[keep]
+    if slots.size == 0:
+        return 0, None
+    k, bins = coefs.shape[1], edges.size - 1
+    s0, s1 = int(slots.min()), int(slots.max())
+    key = bin_indices(coefs, edges)  # a new array: the key is built in it
+    key += np.arange(k, dtype=np.intp) * bins
+    if s1 > s0:
+        key += ((slots - s0) * (k * bins))[:, None]
+    local = np.bincount(key.ravel(), minlength=(s1 - s0 + 1) * k * bins)
+    return s0, local.reshape(s1 - s0 + 1, k, bins)
 
 
 class GroupHistogram:
@@ -548,18 +614,9 @@ class GroupHistogram:
         """Add coefficient rows ``(n, n_components)`` with their group slot ``(n,)``."""
         coefs = np.asarray(coefs, dtype=np.float64)
         counts = self._state(coefs.shape[1])
-        slots = np.asarray(slots, dtype=np.int64)
-        keep = slots >= 0
-        if not keep.all():
-            coefs, slots = coefs[keep], slots[keep]
-        if slots.size == 0:
-            return self
-        k, bins = counts.shape[1], counts.shape[2]
-        s0, s1 = int(slots.min()), int(slots.max())
-        idx = bin_indices(coefs, self.edges)
-        key = ((slots - s0)[:, None] * k + np.arange(k)) * bins + idx
-        local = np.bincount(key.ravel(), minlength=(s1 - s0 + 1) * k * bins)
-        counts[s0 : s1 + 1] += local.reshape(s1 - s0 + 1, k, bins)
+        s0, local = slot_counts(coefs, slots, self.edges)
+        if local is not None:
+            counts[s0 : s0 + local.shape[0]] += local
         return self
 
     def merge(self, other: GroupHistogram) -> GroupHistogram:
@@ -791,6 +848,10 @@ class _ShiftsPasses:
     def slots(self, start: int, n: int) -> np.ndarray:
         return self._per_filter(start, n, self.layer_slot, -1)
 
+    # Per-chunk kernels. Each is a pure function of one chunk (safe on any thread) and returns
+    # a small partial result; callers fold the partials in file order (PCA sums) or in any
+    # order (extremes, integer counts), so threads and dask tasks give the sequential bits.
+
     # pass 1
     def fit_rows(self, start: int, arr: np.ndarray) -> tuple[np.ndarray, int]:
         """Peak-scaled finite rows of the fit population in a chunk, and its non-finite count
@@ -802,10 +863,18 @@ class _ShiftsPasses:
             x = x[keep]
         return x, bad
 
-    def pca_chunk(self, start: int, arr: np.ndarray) -> None:
+    def pca_partial(self, start: int, arr: np.ndarray) -> tuple[StreamingPCA, int]:
+        """PCA sums of one chunk (merge them in file order) and its non-finite count."""
         x, bad = self.fit_rows(start, arr)
+        return StreamingPCA(self.p.n_components).update(x), bad
+
+    def merge_pca(self, part: StreamingPCA, bad: int) -> None:
+        """Fold one chunk's :meth:`pca_partial` into the running sums (call in file order)."""
         self.n_nonfinite += bad
-        self.pca.update(x)
+        self.pca.merge(part)
+
+    def pca_chunk(self, start: int, arr: np.ndarray) -> None:
+        self.merge_pca(*self.pca_partial(start, arr))
 
     # pass 2
     def fit_coefficients(self, start: int, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -814,7 +883,11 @@ class _ShiftsPasses:
         keep = finite & (self.roles(start, arr.shape[0]) == _FIT) if self.masked else finite
         if not keep.all():
             x = x[keep]
-        return self.pca.transform(x), start + np.flatnonzero(keep)
+        return self.pca._transform_owned(x), start + np.flatnonzero(keep)
+
+    def range_partial(self, start: int, arr: np.ndarray) -> CoefficientRange:
+        """Extremes and peak coefficients of one chunk (merge them in any order)."""
+        return CoefficientRange().update(*self.fit_coefficients(start, arr))
 
     def range_chunk(self, rng: CoefficientRange, start: int, arr: np.ndarray) -> None:
         rng.update(*self.fit_coefficients(start, arr))
@@ -836,7 +909,19 @@ class _ShiftsPasses:
             x = x[keep]
         if not self.masked:
             projected = np.zeros(x.shape[0], bool)
-        return self.pca.transform(x), keep, projected
+        return self.pca._transform_owned(x), keep, projected
+
+    def hist_partial(
+        self, edges: np.ndarray, start: int, arr: np.ndarray
+    ) -> tuple[int, np.ndarray | None, np.ndarray]:
+        """Histogram counts of one chunk: ``(first_slot, counts or None, outside)`` as
+        :func:`slot_counts`, plus the clipped coefficients per component and side."""
+        c, keep, projected = self.coefficients(start, arr)
+        outside = np.zeros((c.shape[1], 2), np.int64)
+        if projected.any():
+            count_outside(outside, c[projected], edges)
+        s0, counts = slot_counts(c, self.slots(start, arr.shape[0])[keep], edges)
+        return s0, counts, outside
 
     def hist_chunk(
         self, hist: GroupHistogram, outside: np.ndarray, start: int, arr: np.ndarray
@@ -845,21 +930,24 @@ class _ShiftsPasses:
         hist.update(c, self.slots(start, arr.shape[0])[keep])
         count_outside(outside, c[projected], hist.edges)
 
-    def run_after_pass1(self, chunk: int) -> xr.Dataset:
+    def run_after_pass1(self, chunk: int, workers: int = 1) -> xr.Dataset:
+        """Passes 2 and 3 (after the PCA sums of pass 1), chunks computed on ``workers``
+        threads."""
         self.pca.finalize()
         rng = CoefficientRange()
-        for start, arr in iter_chunks(self.ds, chunk):  # pass 2
-            self.range_chunk(rng, start, arr)
+        for part in ordered_map(self.range_partial, iter_chunks(self.ds, chunk), workers):
+            rng.merge(part)  # pass 2
         rng = _apply_sign_rule(self.pca, rng.finalize(self.p.n_components), self.p.sign_rule)
         edges = histogram_edges(rng.min_, rng.max_, self.p.bins)
-        hist = GroupHistogram(self.n_models * self.n_depth_slots, edges)
-        outside = np.zeros((self.p.n_components, 2), np.int64)
-        for start, arr in iter_chunks(self.ds, chunk):  # pass 3
-            self.hist_chunk(hist, outside, start, arr)
-        hist.finalize(self.p.n_components)
-        counts = hist.counts_.reshape(
-            self.n_models, self.n_depth_slots, self.p.n_components, self.p.bins
-        )
+        k = self.p.n_components
+        counts = np.zeros((self.n_models * self.n_depth_slots, k, self.p.bins), np.int64)
+        outside = np.zeros((k, 2), np.int64)
+        jobs = ((edges, start, arr) for start, arr in iter_chunks(self.ds, chunk))
+        for s0, local, out in ordered_map(self.hist_partial, jobs, workers):  # pass 3
+            if local is not None:
+                counts[s0 : s0 + local.shape[0]] += local
+            outside += out
+        counts = counts.reshape(self.n_models, self.n_depth_slots, k, self.p.bins)
         return _assemble_shifts(self, rng, edges, counts, outside)
 
 
@@ -1056,6 +1144,7 @@ def compute_stats(
     ds: xr.Dataset,
     degeneracy_params: DegeneracyParams | Mapping[str, Any] | None = None,
     shifts_params: ShiftsParams | Mapping[str, Any] | None = None,
+    workers: int | None = None,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Degeneracy and shift statistics with the degeneracy sharing the first pass.
 
@@ -1065,6 +1154,11 @@ def compute_stats(
         A dataset in the filterdb layout, typically opened lazily.
     degeneracy_params, shifts_params : params or dict, optional
         ``params.yaml: degeneracy`` and ``shifts``.
+    workers : int, optional
+        Compute threads (default :func:`filterdb._reading.default_workers`: the usable cores,
+        or ``$FILTERDB_THREADS``). The calling thread reads the chunks in file order; chunks
+        and layers are computed on the threads and their partial results folded in file order,
+        so the results are bit-identical for any number of threads.
 
     Returns
     -------
@@ -1074,17 +1168,44 @@ def compute_stats(
     dp = DegeneracyParams.coerce(degeneracy_params)
     sp = ShiftsParams.coerce(shifts_params)
     chunk = chunk_size_of(ds, sp.chunk_size if sp.chunk_size is not None else dp.chunk_size)
+    n_workers = default_workers() if workers is None else max(int(workers), 1)
     deg = _DegeneracyPass(ds, dp)
     passes = _ShiftsPasses(ds, sp)
     with blas_limit(sp.blas_threads):
-        chunks = tap(iter_chunks(ds, chunk), passes.pca_chunk)
-        for li, w in iter_layers(chunks, deg.first, deg.count):  # pass 1, shared
-            deg.layer(li, w)
-        return deg.result(), passes.run_after_pass1(chunk)
+        jobs = _pass1_jobs(iter_chunks(ds, chunk), deg, passes)
+        for kind, a, b in ordered_map(_run_job, jobs, n_workers):  # pass 1, shared
+            if kind == "pca":
+                passes.merge_pca(a, b)  # file order: the sequential summation order
+            else:
+                deg.set_row(a, b)
+        return deg.result(), passes.run_after_pass1(chunk, n_workers)
+
+
+def _run_job(kind: str, fn: Callable[..., Any], *args: Any) -> tuple[str, Any, Any]:
+    """Run one job of :func:`_pass1_jobs`: ``("pca", sums, n_bad)`` or ``("layer", li, row)``."""
+    out = fn(*args)
+    return (kind, *out) if kind == "pca" else (kind, args[0], out)
+
+
+def _pass1_jobs(
+    chunks: Iterator[tuple[int, np.ndarray]], deg: _DegeneracyPass, passes: _ShiftsPasses
+) -> Iterator[tuple[Any, ...]]:
+    """The jobs of the shared first pass, in file order: each chunk's PCA sums, and each
+    layer's degeneracy statistics as soon as its last chunk is read."""
+    read: list[tuple[int, np.ndarray]] = []
+    for li, w in iter_layers(tap(chunks, lambda s, a: read.append((s, a))), deg.first, deg.count):
+        for start, arr in read:
+            yield ("pca", passes.pca_partial, start, arr)
+        read.clear()
+        yield ("layer", deg.layer_row, li, w)
+    for start, arr in read:  # chunks after the last layer
+        yield ("pca", passes.pca_partial, start, arr)
 
 
 def compute_shifts(
-    ds: xr.Dataset, params: ShiftsParams | Mapping[str, Any] | None = None
+    ds: xr.Dataset,
+    params: ShiftsParams | Mapping[str, Any] | None = None,
+    workers: int | None = None,
 ) -> xr.Dataset:
     """Distribution-shift statistics of every axis.
 
@@ -1094,6 +1215,8 @@ def compute_shifts(
         A dataset in the filterdb layout (``docs/data-layout.md``).
     params : ShiftsParams or dict, optional
         ``params.yaml: shifts``.
+    workers : int, optional
+        Compute threads, as in :func:`compute_stats` (the result does not depend on it).
 
     Returns
     -------
@@ -1114,10 +1237,11 @@ def compute_shifts(
     sp = ShiftsParams.coerce(params)
     passes = _ShiftsPasses(ds, sp)
     chunk = chunk_size_of(ds, sp.chunk_size)
+    n_workers = default_workers() if workers is None else max(int(workers), 1)
     with blas_limit(sp.blas_threads):
-        for start, arr in iter_chunks(ds, chunk):
-            passes.pca_chunk(start, arr)
-        return passes.run_after_pass1(chunk)
+        for part, bad in ordered_map(passes.pca_partial, iter_chunks(ds, chunk), n_workers):
+            passes.merge_pca(part, bad)  # in file order
+        return passes.run_after_pass1(chunk, n_workers)
 
 
 def write_shifts(
