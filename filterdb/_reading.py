@@ -147,7 +147,7 @@ def check_filter_view(value: object, section: str) -> str:
     >>> check_filter_view("fold", "shifts")
     Traceback (most recent call last):
     ...
-    ValueError: shifts.filters must be one of raw, folded; got 'fold'
+    filterdb.errors.InputError: shifts.filters must be one of raw, folded; got 'fold'
     """
     if not isinstance(value, str) or value not in FILTER_VIEWS:
         kind = "" if isinstance(value, str) else f" ({type(value).__name__})"

@@ -122,7 +122,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise CLIError(f"no release folders under {args.releases}")
         for report in reports:
             print(report)
-        return 0 if all(r.ok for r in reports) else 1
+        return 0 if all(r.ok for r in reports) else 2
     if not args.path:
         raise CLIError("give a dataset file or release folder, or --all")
     path = Path(args.path)
@@ -468,9 +468,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     try:
+        # before anything imports torch: its kernels are chosen once, at load
+        from filterdb.numerics import pin
+
+        pin()
         return int(args.func(args))
     except (CLIError, *USER_ERRORS) as exc:
         print(f"filterdb: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        # an optional dependency the command needs (torch, dvc, matplotlib, ...): name its extra
+        from filterdb._optional import missing_extra
+
+        error = missing_extra(exc, purpose=f"filterdb {args.command}")
+        if error is None:
+            raise
+        print(f"filterdb: error: {error}", file=sys.stderr)
         return 2
 
 

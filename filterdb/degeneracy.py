@@ -178,7 +178,7 @@ def randomness_threshold(
     Examples
     --------
     >>> round(float(randomness_threshold(9)), 3), round(float(randomness_threshold(576)), 3)
-    (0.552, 0.949)
+    (0.552, 0.948)
     """
     p = DegeneracyParams.coerce(params)
     n_arr = np.asarray(n, dtype=np.float64)
@@ -207,7 +207,7 @@ class ScatterAccumulator:
     --------
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(100, 3))
-    >>> acc = ScatterAccumulator().update(x[:30]).update(x[30:]).finalize()
+    >>> acc = ScatterAccumulator(n_features=3).update(x[:30]).update(x[30:]).finalize()
     >>> bool(np.allclose(acc.scatter_ / 99, np.cov(x.T)))
     True
     """

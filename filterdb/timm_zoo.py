@@ -22,7 +22,6 @@ import functools
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +34,8 @@ import pandas as pd
 import torch
 import yaml
 from torch import nn
+
+from filterdb._atomic import write_atomic_text
 
 __all__ = [
     "BYTES_PER_FILTER",
@@ -784,18 +785,7 @@ def summary(
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic_text(text, path)
 
 
 def _comment(lines: Iterable[str], indent: str = "") -> str:

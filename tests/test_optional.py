@@ -99,3 +99,26 @@ def test_cli_prints_a_missing_extra_as_one_line_and_exits_2(
         "filterdb: error: the check needs the optional package 'no_such_module_xyz', which is "
         "not installed: pip install 'filterdb[croissant]'\n"
     )
+
+
+def test_cli_names_the_extra_when_a_command_imports_a_missing_package(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `filterdb plots` imports matplotlib at the top of filterdb.plots: as on a base install
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.delitem(sys.modules, "filterdb.plots", raising=False)
+    assert main(["plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("filterdb: error: filterdb plots needs the optional package 'matplotlib'")
+    assert "pip install 'filterdb[plots]'" in err and len(err.splitlines()) == 1
+
+
+def test_cli_lets_a_missing_module_that_is_no_extra_raise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ModuleNotFoundError("No module named 'filterdb.nope'", name="filterdb.nope")
+
+    monkeypatch.setattr("filterdb.release.validate_release", broken)
+    with pytest.raises(ModuleNotFoundError):  # a bug, not a missing extra: traceback
+        main(["validate", "releases/v0.2.0"])
