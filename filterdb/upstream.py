@@ -17,8 +17,8 @@ The conversion streams: every layer's contiguous filter range is read in blocks 
 ``chunk_filters`` rows, so memory is bounded by the block, not by the 105 GB file. Casting the
 float64 upstream weights to float32 is the one lossy step; it matches filterdb's float32 contract.
 
-Labels are mapped to ``schema/vocabularies.yaml`` through the alias tables below (data, not
-code), with the known corrections of METHODS.md section 4 applied:
+Labels are mapped to ``filterdb/schemas/vocabularies.yaml`` through the alias tables below
+(data, not code), with the known corrections of METHODS.md section 4 applied:
 
 - a task containing "Segmentation" (any case) is ``segmentation``;
 - a ``compnet_..._NITRC_...`` model labelled ``medical-ct`` is ``medical-mri``.
@@ -574,7 +574,7 @@ def _model_meta(
     for name, value in (("task", "unknown"), ("visual_category", "unknown"),
                         ("training_dataset", "unknown"), ("family", "other")):
         if value not in vocab[name]:  # pragma: no cover - guards an edited vocabulary file
-            raise RuntimeError(f"schema/vocabularies.yaml: {name} lacks {value!r}")
+            raise RuntimeError(f"filterdb/schemas/vocabularies.yaml: {name} lacks {value!r}")
     unmapped = _Unmapped()
     rows = []
     for (_, row), mid in zip(firsts.iterrows(), ids, strict=True):

@@ -7,16 +7,18 @@ denoising auto-encoders: Gaussian noise (std ``noise_std``) is added to the inpu
 the clean image is minimised. Runs are reproducible bit for bit for a given seed and thread count:
 the net is initialised after ``torch.manual_seed(seed)``, batches are drawn from a
 ``torch.Generator`` seeded with ``seed``, and ``torch.use_deterministic_algorithms`` is on for the
-duration of the run (global torch state is restored afterwards).
+duration of the run (global torch state is restored afterwards). Across machines, the bytes also
+need torch's CPU kernels pinned (:mod:`filterdb.numerics`, recorded with each checkpoint), and a
+rebuild is checked against the published checkpoints (:mod:`filterdb.train.checkpoints`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,7 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from filterdb import numerics as _numerics
+from filterdb._atomic import atomic_path
 from filterdb.errors import InputError
+from filterdb.train.checkpoints import check_published, recipe_digest
 from filterdb.train.data import DatasetSplits, get_dataset_spec, load_dataset
 from filterdb.train.nets import build_net, default_width, get_arch
 
@@ -301,20 +306,23 @@ def train(
 TIMING_KEYS = ("seconds", "cpu_seconds")
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` (or JSON for a dict with ``.json`` suffix) to a temp file, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if path.suffix == ".json":
-                fh.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-            else:
-                torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_save(obj: Any, path: Path) -> str:
+    """Write a state dict (``torch.save``) or, for a ``.json`` path, a dict atomically.
+
+    Returns
+    -------
+    str
+        The sha256 of the bytes written.
+    """
+    if path.suffix == ".json":
+        data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    else:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        data = buf.getvalue()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _config_from_entry(model_id: str, entry: Mapping[str, Any]) -> TrainConfig:
@@ -352,7 +360,11 @@ def build_entry_net(model_id: str, entry: Mapping[str, Any]) -> nn.Module:
 
 
 def train_entry(
-    model_id: str, entry: Mapping[str, Any], out_dir: Path, progress: bool = True
+    model_id: str,
+    entry: Mapping[str, Any],
+    out_dir: Path,
+    progress: bool = True,
+    root: str | Path = ".",
 ) -> dict[str, Any]:
     """Train one zoo entry of source ``trained`` and write its checkpoint and metrics.
 
@@ -370,6 +382,9 @@ def train_entry(
         atomically.
     progress : bool
         Print a header and one line per epoch to stderr.
+    root : path-like
+        The repository whose published releases the checkpoint is checked against
+        (:func:`filterdb.train.checkpoints.check_published`).
 
     Returns
     -------
@@ -378,9 +393,16 @@ def train_entry(
         ``n_train``, ``n_train_samples`` (the same number: images actually trained on, the name
         the dataset's model table uses), ``n_test``, ``seconds``, ``cpu_seconds``, ``dataset``,
         ``arch``, ``width`` (the first-stage width used, the architecture's default when the entry
-        gives none), ``n_params``, ``seed``, ``task``, ...
+        gives none), ``n_params``, ``seed``, ``task``, ``checkpoint_sha256``, ``recipe_sha256``
+        and ``numerics`` (:func:`filterdb.numerics.in_effect`), ...
+
+    Raises
+    ------
+    filterdb.train.checkpoints.CheckpointMismatchError
+        A published release holds other bytes for the same recipe; nothing is written.
     """
     config = _config_from_entry(model_id, entry)
+    numerics = _numerics.in_effect()  # refuses pinned settings torch did not take
     data = load_dataset(
         entry["dataset"],
         n_train=entry.get("n_train"),
@@ -415,7 +437,16 @@ def train_entry(
     }
     out_dir = Path(out_dir)
     state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    atomic_save(state, out_dir / f"{model_id}.pt")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    checkpoint = buf.getvalue()
+    sha256 = hashlib.sha256(checkpoint).hexdigest()
+    recipe = recipe_digest(entry)
+    # before anything is written: other bytes than a published release's stop here
+    check_published(model_id, sha256, recipe, numerics, root=root)
+    metrics.update(checkpoint_sha256=sha256, recipe_sha256=recipe, numerics=numerics)
+    with atomic_path(out_dir / f"{model_id}.pt") as tmp:
+        tmp.write_bytes(checkpoint)
     # times differ from run to run: they go to a file of their own that is neither a pipeline
     # output nor tracked, so that a rebuild reproduces models/MODEL.json byte for byte
     timing = {k: metrics.pop(k) for k in TIMING_KEYS if k in metrics}
