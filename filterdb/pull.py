@@ -27,7 +27,7 @@ from filterdb.hashes import sha256_file
 __all__ = ["PullError", "pull_release"]
 
 #: Files of a release folder that live in git, not on the DVC remote.
-IN_GIT = ("manifest.json", "RELEASE.md", "README.md", ".gitignore")
+IN_GIT = ("manifest.json", "RELEASE.md", "README.md", "SHA256SUMS", ".gitignore")
 
 
 class PullError(FilterDBError):

@@ -17,16 +17,23 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
 from filterdb._atomic import DIR_MODE
+from filterdb._optional import require
 from filterdb.card import LICENSE_NOTE, render_card
+from filterdb.croissant import CROISSANT_FILE, write_croissant
 from filterdb.errors import FilterDBError
 from filterdb.hashes import file_digests
+from filterdb.release_check import (
+    ReleaseReport,
+    validate_all,
+    validate_release,
+    write_checksums,
+)
 from filterdb.store import CATEGORICAL, atomic_path, content_hash, read_tables
 
 __all__ = [
@@ -39,10 +46,12 @@ __all__ = [
     "open_release",
     "recover_release_folder",
     "swap_in_folder",
+    "validate_all",
     "validate_release",
 ]
 
-MANIFEST_FORMAT = 1
+#: 2: the release carries SHA256SUMS (filterdb/release_check.py); 1: v0.1.0 and v0.2.0
+MANIFEST_FORMAT = 2
 SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?")
 #: release artifact name -> where the pipeline leaves it
 INPUTS = {
@@ -132,6 +141,34 @@ def dataset_counts(filters_nc: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
+#: Where the train stage leaves each trained model's metrics (checkpoint sha256 included).
+TRAIN_METRICS = "metrics/train"
+
+
+def checkpoint_records(root: Path, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the manifest records of each model trained here, from ``metrics/train/ID.json``.
+
+    ``sha256`` of the checkpoint, ``recipe_sha256`` (settings and training code) and the
+    ``numerics`` it was trained with: the train stage of a later rebuild must give these bytes
+    for this recipe (:mod:`filterdb.train.checkpoints`). Models whose metrics predate the
+    record are left out.
+    """
+    records = {}
+    for model_id in params.get("trained") or {}:
+        path = root / TRAIN_METRICS / f"{model_id}.json"
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(metrics, dict) and "checkpoint_sha256" in metrics:
+            records[model_id] = {
+                "sha256": metrics["checkpoint_sha256"],
+                "recipe_sha256": metrics.get("recipe_sha256"),
+                "numerics": metrics.get("numerics"),
+            }
+    return dict(sorted(records.items()))
+
+
 def _copy(src: Path, dest: Path) -> None:
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
@@ -184,6 +221,7 @@ def build_release(
     os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; a release folder is not
     try:
         artifacts = _write_artifacts(root, tmp)
+        artifacts[CROISSANT_FILE] = write_croissant(tmp, version, artifacts, root)
         revision, dirty = _git_revision(root)
         # only the sections that shape the artifacts (not, e.g., where dask runs)
         shaping = {k: params[k] for k in RELEASE_PARAMS if k in params}
@@ -199,6 +237,7 @@ def build_release(
             "license": LICENSE_NOTE,
             "counts": dataset_counts(tmp / "filters.nc"),
             "artifacts": dict(sorted(artifacts.items())),
+            "checkpoints": checkpoint_records(root, params),
         }
         published = _published(root, folder / "manifest.json")
         # a published version is compared with its committed manifest, whatever is on disk
@@ -230,6 +269,7 @@ def build_release(
             (tmp / ".gitignore").write_text(ignore)
         elif (folder / ".gitignore").is_file():
             shutil.copyfile(folder / ".gitignore", tmp / ".gitignore")
+        write_checksums(tmp)  # SHA256SUMS over the manifest, the notes and every artifact
         swap_in_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -432,199 +472,8 @@ def release_notes(manifest: Mapping[str, Any], previous: Mapping[str, Any] | Non
 
 
 # --------------------------------------------------------------------------- validation
-
-
-@dataclass
-class ReleaseReport:
-    """What :func:`validate_release` checked, skipped and found wrong."""
-
-    folder: str
-    checked: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is wrong (skips are not failures)."""
-        return not self.problems
-
-    def __str__(self) -> str:
-        head = f"{self.folder}: " + ("valid" if self.ok else f"{len(self.problems)} problem(s)")
-        lines = [head]
-        lines += [f"  FAIL {p}" for p in self.problems]
-        lines += [f"  ok   {c}" for c in self.checked]
-        lines += [f"  skip {s}" for s in self.skipped]
-        return "\n".join(lines)
-
-
-_MANIFEST_KEYS = {
-    "manifest_format",
-    "version",
-    "git_revision",
-    "git_dirty",
-    "params_sha256",
-    "params",
-    "schema_version",
-    "counts",
-    "artifacts",
-}
-
-
-def _check_manifest(folder: Path, manifest: Mapping[str, Any], report: ReleaseReport) -> None:
-    where = folder / "manifest.json"
-    missing = sorted(_MANIFEST_KEYS - set(manifest))
-    if missing:
-        report.problems.append(f"{where}: missing key(s) {missing}")
-        return
-    if f"v{manifest['version']}" != folder.name:
-        report.problems.append(
-            f"{where}: version {manifest['version']!r} does not match folder {folder.name!r}"
-        )
-    params_json = json.dumps(manifest["params"], sort_keys=True, default=str)
-    if hashlib.sha256(params_json.encode()).hexdigest() != manifest["params_sha256"]:
-        report.problems.append(f"{where}: params_sha256 does not match the recorded params")
-    c = manifest["counts"]
-    for col, values in c.get("by", {}).items():
-        if sum(v["models"] for v in values.values()) != c["models"]:
-            report.problems.append(
-                f"{where}: counts.by.{col} models do not add up to {c['models']}"
-            )
-        if sum(v["filters"] for v in values.values()) != c["filters"]:
-            report.problems.append(
-                f"{where}: counts.by.{col} filters do not add up to {c['filters']}"
-            )
-    for name, a in manifest["artifacts"].items():
-        if not re.fullmatch(r"[0-9a-f]{64}", str(a.get("sha256", ""))):
-            report.problems.append(f"{where}: artifact {name} has no valid sha256")
-    report.checked.append("manifest keys, version, params hash and count sums")
-
-
-def validate_release(
-    folder: str | os.PathLike[str], recheck: bool = True, sample_layers: int = 16
-) -> ReleaseReport:
-    """Check a release folder: checksums, schemas, manifest counts and statistics.
-
-    Parameters
-    ----------
-    folder : path-like
-        ``releases/vX.Y.Z``.
-    recheck : bool
-        Recompute statistics on a sample of layers and groups and compare with the stored ones.
-    sample_layers : int
-        Layers in the degeneracy sample.
-
-    Returns
-    -------
-    ReleaseReport
-        ``report.ok`` is False when anything is wrong; when no artifact has been pulled, only the
-        manifest is checked and the report says what was skipped.
-    """
-    folder = Path(folder)
-    report = ReleaseReport(str(folder))
-    mpath = folder / "manifest.json"
-    if not mpath.is_file():
-        report.problems.append(f"{mpath}: no manifest")
-        return report
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        report.problems.append(f"{mpath}: not valid JSON: {exc}")
-        return report
-    _check_manifest(folder, manifest, report)
-    if report.problems:
-        return report
-    if not (folder / "RELEASE.md").is_file():
-        report.problems.append(f"{folder / 'RELEASE.md'}: missing")
-
-    artifacts = manifest["artifacts"]
-    present = {n for n in artifacts if (folder / n).is_file()}
-    if not present:
-        report.skipped.append(
-            f"{len(artifacts)} artifacts not present (data not pulled: `dvc pull {folder}`): "
-            "checksums, schemas, counts and statistics not checked"
-        )
-        return report
-    for name in sorted(set(artifacts) - present):
-        report.problems.append(f"{folder / name}: missing (listed in the manifest)")
-    for name in sorted(present):
-        digests = file_digests(folder / name)
-        if digests["sha256"] != artifacts[name]["sha256"]:
-            report.problems.append(
-                f"{folder / name}: sha256 {digests['sha256'][:16]}… does not match the manifest's "
-                f"{artifacts[name]['sha256'][:16]}… (changed or corrupt)"
-            )
-        elif digests["size"] != artifacts[name]["size"]:
-            report.problems.append(f"{folder / name}: size differs from the manifest")
-    report.checked.append(f"sha256 of {len(present)} artifacts")
-    if report.problems:
-        return report  # schemas and statistics of changed files would only repeat the finding
-
-    filters = folder / "filters.nc"
-    _validate_tables(folder, report)
-    counts = dataset_counts(filters)
-    if counts != manifest["counts"]:
-        diff = [k for k in counts if counts[k] != manifest["counts"].get(k)]
-        report.problems.append(
-            f"{folder / 'manifest.json'}: stale counts ({', '.join(diff)} differ from the data)"
-        )
-    else:
-        report.checked.append("manifest counts match the data")
-    if recheck:
-        from filterdb.verify import recheck_degeneracy, recheck_shifts
-
-        report.problems += recheck_degeneracy(
-            filters, folder / "degeneracy.nc", n_layers=sample_layers
-        )
-        report.problems += recheck_shifts(filters, folder / "shifts.nc")
-        report.checked.append("statistics recomputed on a sample of layers and groups")
-    return report
-
-
-def _validate_tables(folder: Path, report: ReleaseReport) -> None:
-    import pandas as pd
-
-    from filterdb.schema import (
-        SchemaValidationError,
-        validate_dataset,
-        validate_layers,
-        validate_models,
-    )
-
-    try:
-        with xr.open_dataset(folder / "filters.nc") as ds:
-            validate_dataset(ds, str(folder / "filters.nc"))
-            from filterdb.weights_check import check_weights
-
-            check_weights(ds)  # finite weights, filter_layer, no duplicated models
-            n_filters = int(ds.sizes["filter"])
-        models = pd.read_csv(
-            folder / "models.csv",
-            index_col="model",
-            keep_default_na=False,
-            na_values={"accuracy": [""], "share_3x3": [""], "n_train_samples": [""]},
-        )
-        validate_models(models, source=str(folder / "models.csv"))
-        # ids such as "NA" or "null" and empty layer names are strings, not missing values
-        layers = pd.read_csv(
-            folder / "layers.csv",
-            index_col="layer",
-            keep_default_na=False,
-            na_values={"conv_depth_norm": [""]},
-            dtype={"model": str, "layer_name": str},
-        )
-        validate_layers(layers, n_filters=n_filters, source=str(folder / "layers.csv"))
-        report.checked.append("filters.nc, models.csv and layers.csv pass the schemas")
-    except SchemaValidationError as exc:
-        report.problems.append(str(exc))
-
-
-def validate_all(
-    releases_dir: str | os.PathLike[str] = "releases", **kwargs: Any
-) -> list[ReleaseReport]:
-    """:func:`validate_release` on every ``releases/v*`` folder, oldest first."""
-    folders = [p for p in Path(releases_dir).glob("v*") if p.is_dir() and SEMVER.fullmatch(p.name)]
-    folders.sort(key=lambda p: _version_key(p.name.removeprefix("v")))
-    return [validate_release(f, **kwargs) for f in folders]
+# in filterdb/release_check.py (imported at the top): validate_release, validate_all,
+# ReleaseReport, and write_checksums (SHA256SUMS, called by build_release)
 
 
 # --------------------------------------------------------------------------- consumers
@@ -657,7 +506,7 @@ def open_release(
     xarray.Dataset
         After the file's sha256 was checked against the release manifest.
     """
-    from dvc.api import DVCFileSystem
+    DVCFileSystem = require("dvc.api", extra="dvc", purpose="open_release").DVCFileSystem
 
     version = normalize_version(version)
     rel = f"releases/v{version}"

@@ -1,27 +1,28 @@
-"""Schemas of the model table, the layer table and the dataset layout, loaded from ``schema/``.
+"""Schemas of the model table, the layer table and the dataset layout (``filterdb/schemas/``).
 
 Every validator is lazy: it collects every failure (source, row, column, value, check) and raises
 one :class:`SchemaValidationError` whose message is the full report. The tables are checked with
-pandera ``DataFrameSchema`` objects read from ``schema/models.yaml`` and ``schema/layers.yaml``
+pandera ``DataFrameSchema`` objects read from ``schemas/models.yaml`` and ``schemas/layers.yaml``
 (pandera's own YAML, with ``filterdb_*`` checks registered here); the netCDF layout of
-``docs/data-layout.md`` is read from ``schema/dataset.yaml`` and checked with a
+``docs/data-layout.md`` is read from ``schemas/dataset.yaml`` and checked with a
 ``pandera.xarray.DatasetSchema`` plus the CF flag and ragged-array checks pandera has no words for.
 
-The schema directory is ``$FILTERDB_SCHEMA_DIR`` when set, else ``schema/`` next to the package
-directory (the repository's top level).
+The schema files are package data, read through :mod:`importlib.resources` (so an installed
+wheel validates anywhere); ``$FILTERDB_SCHEMA_DIR``, when set, names another directory instead.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import numbers
 import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ __all__ = [
 
 SCHEMA_DIR_ENV = "FILTERDB_SCHEMA_DIR"
 """Environment variable that overrides the schema directory."""
+
+SCHEMA_PACKAGE_DIR = "schemas"
+"""The schema folder inside the ``filterdb`` package (package data)."""
 
 _NON_BLANK = r"^(?s:.*\S.*)$"  # pandera treats an attribute spec starting with "^" as a regex
 
@@ -145,41 +149,46 @@ def format_report(source: str, failures: list[Failure]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def schema_dir() -> Path:
+def schema_dir() -> Path | Traversable:
     """The directory holding the schema files.
 
     Returns
     -------
-    pathlib.Path
-        ``$FILTERDB_SCHEMA_DIR`` if set, else ``<repository>/schema`` (next to the package).
+    pathlib.Path or importlib.resources.abc.Traversable
+        ``$FILTERDB_SCHEMA_DIR`` if set (a path), else the package data folder
+        ``filterdb/schemas`` (through :mod:`importlib.resources`, so it is found in an installed
+        wheel as well as in the repository).
 
     Examples
     --------
-    >>> (schema_dir() / "vocabularies.yaml").is_file()
+    >>> schema_dir().joinpath("vocabularies.yaml").is_file()
     True
     """
     override = os.environ.get(SCHEMA_DIR_ENV)
     if override:
         return Path(override).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent / "schema"
+    return resources.files("filterdb").joinpath(SCHEMA_PACKAGE_DIR)
 
 
-@functools.lru_cache(maxsize=32)
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"schema file {path} not found (set {SCHEMA_DIR_ENV} to the schema directory)"
-        )
-    with path.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+#: parsed schema files by (directory, file name); setting $FILTERDB_SCHEMA_DIR switches directory
+_PARSED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def _schema_file(name: str) -> dict[str, Any]:
-    return _read_yaml(schema_dir() / name)
+    directory = schema_dir()
+    key = (str(directory), name)
+    if key not in _PARSED:
+        path = directory.joinpath(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"schema file {path} not found (set {SCHEMA_DIR_ENV} to the schema directory)"
+            )
+        _PARSED[key] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return _PARSED[key]
 
 
 def load_vocabularies() -> dict[str, list[str]]:
-    """The controlled vocabularies of ``schema/vocabularies.yaml``.
+    """The controlled vocabularies of ``schemas/vocabularies.yaml``.
 
     Returns
     -------
@@ -196,7 +205,7 @@ def load_vocabularies() -> dict[str, list[str]]:
 
 
 def schema_version() -> str:
-    """The filterdb schema version (``version`` of ``schema/vocabularies.yaml``).
+    """The filterdb schema version (``version`` of ``schemas/vocabularies.yaml``).
 
     Every schema file carries the same version; a mismatch is an error.
 
@@ -208,7 +217,7 @@ def schema_version() -> str:
     Examples
     --------
     >>> schema_version()
-    '1'
+    '2'
     """
     version = str(_schema_file("vocabularies.yaml")["version"])
     others = {
@@ -242,7 +251,7 @@ def _load_table_schema(name: str) -> pa.DataFrameSchema:
 
 
 def models_schema() -> pa.DataFrameSchema:
-    """The pandera schema of the model table (``schema/models.yaml``).
+    """The pandera schema of the model table (``schemas/models.yaml``).
 
     Returns
     -------
@@ -253,7 +262,7 @@ def models_schema() -> pa.DataFrameSchema:
 
 
 def layers_schema() -> pa.DataFrameSchema:
-    """The pandera schema of the layer table (``schema/layers.yaml``).
+    """The pandera schema of the layer table (``schemas/layers.yaml``).
 
     Returns
     -------
@@ -264,7 +273,7 @@ def layers_schema() -> pa.DataFrameSchema:
 
 
 def dataset_layout() -> dict[str, Any]:
-    """The dataset layout of ``schema/dataset.yaml`` (dims, global attributes, variables).
+    """The dataset layout of ``schemas/dataset.yaml`` (dims, global attributes, variables).
 
     Returns
     -------
@@ -461,7 +470,9 @@ def _is_real(x: Any) -> bool:
 def _widen(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
     """Widen integer/float columns of any width to the schema's int64/float64, losslessly.
 
-    Anything that cannot be widened without guessing is left for pandera to report.
+    Anything that cannot be widened without guessing is left for pandera to report. An empty
+    column (a dataset whose models have no 3x3 conv has an empty layer table) holds no value to
+    misread, so it takes the schema's dtype whatever dtype it came with.
     """
     out = df.copy()
     for name, column in schema.columns.items():
@@ -469,6 +480,9 @@ def _widen(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
             continue
         target = str(column.dtype)
         s = out[name]
+        if len(s) == 0:
+            out[name] = column.dtype.coerce(s)
+            continue
         if isinstance(s.dtype, pd.CategoricalDtype):
             s = out[name] = s.astype(object)
         if target == "int64":
@@ -616,7 +630,7 @@ def _layers_table(
 def validate_models(
     df: pd.DataFrame, source: str = "<models>", *, n_layers: int | None = None
 ) -> pd.DataFrame:
-    """Validate the model table against ``schema/models.yaml``.
+    """Validate the model table against ``schemas/models.yaml``.
 
     Parameters
     ----------
@@ -660,7 +674,7 @@ def validate_layers(
     *,
     n_models: int | None = None,
 ) -> pd.DataFrame:
-    """Validate the layer table against ``schema/layers.yaml``.
+    """Validate the layer table against ``schemas/layers.yaml``.
 
     Parameters
     ----------
@@ -704,7 +718,7 @@ def _vocab_message(value: Any, vocabulary: str, allowed: list[str]) -> str:
 def validate_entry_meta(model_id: str, meta: Mapping[str, Any], source: str = "<zoo>") -> None:
     """Check one zoo entry's meta-parameters early, before any extraction.
 
-    Known keys are the model table's meta-parameter columns (``schema/models.yaml``, minus the
+    Known keys are the model table's meta-parameter columns (``schemas/models.yaml``, minus the
     computed ones listed in its ``metadata.computed``); every other key is an error, so typos
     do not pass silently. Keys may be absent here: completeness is checked on the model table.
 
@@ -1035,7 +1049,7 @@ def _cross_checks(
 
 
 def validate_dataset(ds: xr.Dataset, source: str) -> None:
-    """Validate a dataset against the layout of ``docs/data-layout.md`` (``schema/dataset.yaml``).
+    """Validate a dataset against the layout of ``docs/data-layout.md`` (``schemas/dataset.yaml``).
 
     Checks, all reported together: dimensions and fixed sizes (``ky = kx = 3``); every variable's
     presence, dims and dtype; required global and per-variable attributes (``long_name``,

@@ -590,3 +590,32 @@ def test_every_failure_kind_lands_in_one_report(tmp_path: Path) -> None:
         validate_dataset(roundtrip(ds, tmp_path), "broken.nc")
     columns = {f.column for f in excinfo.value.failures}
     assert columns == {"global attribute title", "in_channels", "accuracy"}
+
+
+# --------------------------------------------------------------------------------------------
+# a dataset with zero layers (its models have no 3x3 conv, which the README says is kept)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_dataset_whose_models_have_no_3x3_conv_validates(tmp_path: Path, cli_env) -> None:
+    import subprocess
+
+    from filterdb.extract import ModelFilters
+    from filterdb.store import write_model
+    from tests.conftest import MNIST_ENTRY
+
+    path = tmp_path / "no3x3.nc"
+    write_model(path, ModelFilters("no3x3", [], {"1x1": 8}, n_parameters=8), MNIST_ENTRY["meta"],
+                "package", "pkg==1:file")
+    with xr.open_dataset(path) as ds:
+        assert (ds.sizes["layer"], ds.sizes["filter"]) == (0, 0)
+        validate_dataset(ds, str(path))  # no spurious dtype failures of the empty layer table
+    r = subprocess.run(["filterdb", "validate", str(path)], env=cli_env, capture_output=True,
+                       text=True)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.strip() == f"{path}: valid"
+
+
+def test_an_empty_layer_table_is_valid_whatever_dtype_its_columns_were_read_with() -> None:
+    layers = make_layers().iloc[:0].astype(object)  # as pd.read_csv reads a header-only CSV
+    validate_layers(layers, n_filters=0)

@@ -56,7 +56,8 @@ def test_bad_ids_and_missing_sources_are_errors() -> None:
 
 
 def test_trained_entries_come_after_the_zoo_with_their_source_implied() -> None:
-    entries = zoo_entries({"zoo": {"z": MNIST_ENTRY}, "trained": {"t": {"arch": "resnet9"}}})
+    trained = {"arch": "resnet9", "meta": MNIST_ENTRY["meta"]}
+    entries = zoo_entries({"zoo": {"z": MNIST_ENTRY}, "trained": {"t": trained}})
     assert list(entries) == ["z", "t"]
     assert entries["t"]["source"] == "trained"
 
@@ -64,3 +65,49 @@ def test_trained_entries_come_after_the_zoo_with_their_source_implied() -> None:
 def test_an_id_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(ParamsError, match="model id"):
         zoo_entries({"zoo": {"abc\n": MNIST_ENTRY}})
+
+
+@pytest.mark.parametrize("section", ["zoo", "trained"])
+def test_an_entry_without_meta_is_refused_at_the_params_check(section) -> None:
+    entry = {k: v for k, v in MNIST_ENTRY.items() if k != "meta"}
+    if section == "trained":
+        entry = {"arch": "resnet9"}
+    with pytest.raises(ParamsError, match=rf"params.yaml: {section}\.m has no 'meta'"):
+        zoo_entries({section: {"m": entry}})
+
+
+def test_a_meta_without_a_key_only_the_entry_can_state_is_refused() -> None:
+    # without it the model would be labelled 'unknown' and fail validation after extraction
+    meta = {k: v for k, v in MNIST_ENTRY["meta"].items() if k != "family"}
+    with pytest.raises(ParamsError, match=r"zoo\.m\.meta lacks family"):
+        zoo_entries({"zoo": {"m": {**MNIST_ENTRY, "meta": meta}}})
+    with pytest.raises(ParamsError, match=r"zoo\.m\.meta must be a mapping.*'family'"):
+        zoo_entries({"zoo": {"m": {**MNIST_ENTRY, "meta": "family"}}})
+
+
+def test_extract_refuses_an_entry_without_meta_before_any_work(tmp_path, cli_env) -> None:
+    import subprocess
+
+    import yaml
+
+    entry = {k: v for k, v in MNIST_ENTRY.items() if k != "meta"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"zoo": {"m": entry}}))
+    r = subprocess.run(
+        ["filterdb", "extract", "m"], cwd=tmp_path, env=cli_env, capture_output=True, text=True
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "zoo.m has no 'meta'" in r.stderr
+    assert not list(tmp_path.rglob("*.nc"))
+
+
+def test_entry_key_types_agree_with_the_training_config() -> None:
+    # zoo.py cannot import the training code (it loads torch): its copy of the types must match
+    import typing
+
+    from filterdb.train.recipe import TrainConfig
+    from filterdb.zoo import ENTRY_KEY_TYPES
+
+    hints = typing.get_type_hints(TrainConfig)
+    assert set(hints) <= set(ENTRY_KEY_TYPES)
+    for name, hint in hints.items():
+        assert ENTRY_KEY_TYPES[name] == hint, name
