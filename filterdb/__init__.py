@@ -17,7 +17,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-__version__ = "0.3.0"
+from filterdb.version import __version__
 
 #: Public names loaded on first access (PEP 562), with their module.
 _LAZY = {

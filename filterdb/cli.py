@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from filterdb import __version__
+from filterdb.version import __version__
 
 
 class CLIError(Exception):

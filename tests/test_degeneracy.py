@@ -332,7 +332,7 @@ def test_simple_zoo_runs_end_to_end_without_undefined_values(tmp_path):
 # ---- architecture -------------------------------------------------------------------------------
 
 STATS_MODULES = [
-    "stats/degeneracy", "stats/shifts", "report/plots", "report/markdown", "dataset/_reading"
+    "stats/degeneracy", "stats/shifts", "report/plots", "report/markdown", "dataset/reading"
 ]
 
 

@@ -12,7 +12,7 @@ from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write
 from torch import nn
 
 import filterdb  # noqa: F401  (registers the accessor)
-from filterdb.dataset._reading import FoldScales
+from filterdb.dataset.reading import FoldScales
 from filterdb.dataset.store import (
     StoreError,
     assemble,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from filterdb.dataset._reading import FoldScales
+from filterdb.dataset.reading import FoldScales
 from filterdb.dataset.store import CATEGORICAL, read_tables
 
 __all__ = ["FilterDBAccessor", "open_dataset"]

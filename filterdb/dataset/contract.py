@@ -6,7 +6,14 @@ is ``docs/data-layout.md``.
 
 from __future__ import annotations
 
-__all__ = ["CATEGORICAL", "DEPTH_METHODS", "MODEL_TEXT", "SCHEMA_VERSION"]
+__all__ = [
+    "CATEGORICAL",
+    "DATA_LICENSE",
+    "DEPTH_METHODS",
+    "LICENSE_NOTE",
+    "MODEL_TEXT",
+    "SCHEMA_VERSION",
+]
 
 #: Version of the dataset layout, written as the global attribute ``filterdb_schema_version``.
 SCHEMA_VERSION = 2
@@ -43,4 +50,15 @@ DEPTH_METHODS = (
     "tfjs-graph",
     "keras-graph",
     "file-order",
+)
+
+#: Licence of what filterdb itself contributes (models trained here, the compilation, statistics).
+DATA_LICENSE = "CC-BY-4.0"
+
+#: The licence statement carried by the netCDF attributes, the manifest and the card.
+LICENSE_NOTE = (
+    "Each model's weights keep their own licence (the per-model `license` variable, an SPDX id: "
+    "of the weights where the package says, else of the package that ships them). What filterdb "
+    f"adds (models trained here, the compilation, the statistics) is {DATA_LICENSE}. Cite "
+    "filterdb and Gavrikov & Keuper, CVPR 2022 (see CITATION.cff)."
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from filterdb.dataset._reading import chunk_size_of
+from filterdb.dataset.reading import chunk_size_of
 
 __all__ = ["export_zarr", "open_zarr"]
 

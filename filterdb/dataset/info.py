@@ -17,7 +17,7 @@ from filterdb.dataset.store import (
 )
 from filterdb.errors import InputError
 
-__all__ = ["check_readable", "summary"]
+__all__ = ["check_readable", "dataset_counts", "summary"]
 
 #: Variables the model and layer tables are read from (the others are optional: files of schema
 #: version 1 lack the categorical meta-parameters but ``source``, the texts and the floats).
@@ -155,3 +155,24 @@ def summary(path: str | os.PathLike[str]) -> str:
         for value, r in grouped.iterrows():
             lines.append(f"    {value!s:30s} {r['count']:4d} models {r['sum']:13,d} filters")
     return "\n".join(lines)
+
+
+def dataset_counts(filters_nc: str | os.PathLike[str]) -> dict[str, Any]:
+    """Models, layers and filters of a dataset, in total and per meta-parameter value."""
+    with xr.open_dataset(filters_nc) as ds:
+        models, layers, _ = read_tables(ds)
+        n_filters = int(ds.sizes["filter"])
+    by = {
+        col: {
+            str(value): {"models": int(g.shape[0]), "filters": int(g["n_filters_3x3"].sum())}
+            for value, g in models.groupby(col, sort=True)
+        }
+        for col in CATEGORICAL
+    }
+    return {
+        "models": len(models),
+        "layers": len(layers),
+        "filters": n_filters,
+        "model_ids": [str(m) for m in models.index],
+        "by": by,
+    }

@@ -19,12 +19,17 @@ import netCDF4
 import numpy as np
 import pandas as pd
 
-from filterdb import __version__
 from filterdb._atomic import atomic_path
-from filterdb.dataset._reading import decode_flags
-from filterdb.dataset.contract import CATEGORICAL, DEPTH_METHODS, MODEL_TEXT, SCHEMA_VERSION
+from filterdb.dataset.contract import (
+    CATEGORICAL,
+    DEPTH_METHODS,
+    LICENSE_NOTE,
+    MODEL_TEXT,
+    SCHEMA_VERSION,
+)
+from filterdb.dataset.reading import decode_flags
 from filterdb.errors import FilterDBError
-from filterdb.release.card import LICENSE_NOTE
+from filterdb.version import __version__
 
 __all__ = [
     "CATEGORICAL",

@@ -1,7 +1,7 @@
 """The dataset card of a release (``releases/vX.Y.Z/README.md``), generated from its manifest.
 
 Nothing here is written by hand per version: every count comes from the manifest's ``counts``
-(which :func:`filterdb.release.publish.dataset_counts` takes from ``filters.nc``), so the card
+(which :func:`filterdb.dataset.info.dataset_counts` takes from ``filters.nc``), so the card
 cannot
 disagree with the data it describes.
 """
@@ -11,18 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from filterdb.dataset.contract import DATA_LICENSE, LICENSE_NOTE
+
 __all__ = ["DATA_LICENSE", "LICENSE_NOTE", "render_card"]
-
-#: Licence of what filterdb itself contributes (models trained here, the compilation, statistics).
-DATA_LICENSE = "CC-BY-4.0"
-
-#: The licence statement carried by the netCDF attributes, the manifest and the card.
-LICENSE_NOTE = (
-    "Each model's weights keep their own licence (the per-model `license` variable, an SPDX id: "
-    "of the weights where the package says, else of the package that ships them). What filterdb "
-    f"adds (models trained here, the compilation, the statistics) is {DATA_LICENSE}. Cite "
-    "filterdb and Gavrikov & Keuper, CVPR 2022 (see CITATION.cff)."
-)
 
 
 def _counts(by: Mapping[str, Any], key: str) -> list[str]:

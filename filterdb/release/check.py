@@ -8,7 +8,7 @@ order:
    ``content_hash``; ``counts`` with exactly its keys; ``git_revision`` 40 hex digits;
    ``git_dirty`` a bool; a known ``manifest_format``; ``version`` the folder's name; no unknown
    key), and every artifact path stays inside the folder (no absolute path, ``..``, ``.``, empty
-   part or backslash). A malformed manifest raises :class:`~filterdb.release.publish.ReleaseError`:
+   part or backslash). A malformed manifest raises :class:`~filterdb.release.versions.ReleaseError`:
    one
    line. (``git_revision`` may also be ``unknown``, what a build outside git records.)
 2. The folder holds exactly the manifest's artifacts plus the release's own files
@@ -44,6 +44,7 @@ import xarray as xr
 
 from filterdb._atomic import write_atomic_text
 from filterdb.hashes import file_digests, sha256_file
+from filterdb.release.versions import SEMVER, ReleaseError, version_key
 
 __all__ = [
     "BOOKKEEPING",
@@ -117,8 +118,6 @@ class ReleaseReport:
 
 
 def _error(message: str) -> Exception:
-    from filterdb.release.publish import ReleaseError
-
     return ReleaseError(message)
 
 
@@ -158,7 +157,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises
     ------
-    filterdb.release.publish.ReleaseError
+    filterdb.release.versions.ReleaseError
         No manifest, not UTF-8 JSON, or a field missing or of the wrong type, in one line naming
         the file and the key (the first three problems).
     """
@@ -200,8 +199,6 @@ def _str_matching(x: Any, pattern: re.Pattern[str]) -> bool:
 
 def _field_problems(folder: Path, m: Any) -> list[str]:
     """Every missing key and wrongly typed field of a parsed manifest, as short phrases."""
-    from filterdb.release.publish import SEMVER
-
     if not isinstance(m, dict):
         return [f"expected a JSON object, got {type(m).__name__}"]
     fmt = m.get("manifest_format")
@@ -596,11 +593,11 @@ def validate_release(
 
     Raises
     ------
-    filterdb.release.publish.ReleaseError
+    filterdb.release.versions.ReleaseError
         No manifest, or a malformed one (see :func:`read_manifest`).
     """
+    from filterdb.dataset.info import dataset_counts
     from filterdb.release.croissant import check_croissant
-    from filterdb.release.publish import dataset_counts
 
     folder = Path(folder)
     report = ReleaseReport(str(folder))
@@ -704,10 +701,8 @@ def validate_all(
     A folder whose manifest is missing or malformed gets a report with that one problem, so the
     other versions are still checked.
     """
-    from filterdb.release.publish import SEMVER, ReleaseError, _version_key
-
     folders = [p for p in Path(releases_dir).glob("v*") if p.is_dir() and SEMVER.fullmatch(p.name)]
-    folders.sort(key=lambda p: _version_key(p.name.removeprefix("v")))
+    folders.sort(key=lambda p: version_key(p.name.removeprefix("v")))
     reports = []
     for f in folders:
         try:

@@ -32,9 +32,9 @@ import yaml
 
 from filterdb._atomic import write_atomic_text
 from filterdb._optional import is_available, require
+from filterdb.dataset.contract import DATA_LICENSE, LICENSE_NOTE
 from filterdb.dataset.store import read_tables
 from filterdb.hashes import file_digests
-from filterdb.release.card import DATA_LICENSE, LICENSE_NOTE
 
 __all__ = [
     "CONFORMS_TO",

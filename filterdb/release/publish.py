@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -22,10 +21,10 @@ from typing import Any
 
 import xarray as xr
 
-from filterdb._atomic import DIR_MODE
+from filterdb._atomic import DIR_MODE, atomic_path
 from filterdb._optional import require
-from filterdb.dataset.store import CATEGORICAL, atomic_path, content_hash, read_tables
-from filterdb.errors import FilterDBError
+from filterdb.dataset.info import dataset_counts
+from filterdb.dataset.store import content_hash, read_tables
 from filterdb.hashes import file_digests
 from filterdb.release.card import LICENSE_NOTE, render_card
 from filterdb.release.check import (
@@ -35,6 +34,7 @@ from filterdb.release.check import (
     write_checksums,
 )
 from filterdb.release.croissant import CROISSANT_FILE, write_croissant
+from filterdb.release.versions import SEMVER, ReleaseError, normalize_version, version_key
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -52,7 +52,6 @@ __all__ = [
 
 #: 2: the release carries SHA256SUMS (filterdb/release/check.py); 1: v0.1.0 and v0.2.0
 MANIFEST_FORMAT = 2
-SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?")
 #: release artifact name -> where the pipeline leaves it
 INPUTS = {
     "filters.nc": "data/filters.nc",
@@ -68,30 +67,6 @@ DERIVED = ("models.csv", "layers.csv")
 RELEASE_PARAMS = (
     "release", "packages", "zoo", "trained", "train", "store", "degeneracy", "shifts"
 )
-
-
-class ReleaseError(FilterDBError, ValueError):
-    """A release cannot be built or does not validate; the message lists every problem."""
-
-
-def normalize_version(version: str) -> str:
-    """``"0.1.0"`` or ``"v0.1.0"`` -> ``"0.1.0"``; anything not semantic-versioned is an error.
-
-    Examples
-    --------
-    >>> normalize_version("v1.2.3")
-    '1.2.3'
-    """
-    m = SEMVER.fullmatch(str(version))
-    if not m:
-        raise ReleaseError(f"release version {version!r} is not a semantic version (X.Y.Z)")
-    return str(version).removeprefix("v")
-
-
-def _version_key(version: str) -> tuple[int, int, int, str]:
-    m = SEMVER.fullmatch(version)
-    assert m
-    return int(m[1]), int(m[2]), int(m[3]), m[4] or "~"  # a pre-release sorts before the release
 
 
 def _artifact_entry(path: Path) -> dict[str, Any]:
@@ -118,27 +93,6 @@ def _git_revision(cwd: Path) -> tuple[str, bool]:
         return rev, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
-
-
-def dataset_counts(filters_nc: str | os.PathLike[str]) -> dict[str, Any]:
-    """Models, layers and filters of a dataset, in total and per meta-parameter value."""
-    with xr.open_dataset(filters_nc) as ds:
-        models, layers, _ = read_tables(ds)
-        n_filters = int(ds.sizes["filter"])
-    by = {
-        col: {
-            str(value): {"models": int(g.shape[0]), "filters": int(g["n_filters_3x3"].sum())}
-            for value, g in models.groupby(col, sort=True)
-        }
-        for col in CATEGORICAL
-    }
-    return {
-        "models": len(models),
-        "layers": len(layers),
-        "filters": n_filters,
-        "model_ids": [str(m) for m in models.index],
-        "by": by,
-    }
 
 
 #: Where the train stage leaves each trained model's metrics (checkpoint sha256 included).
@@ -423,8 +377,8 @@ def _previous_manifest(releases: Path, version: str) -> dict[str, Any] | None:
     older = []
     for m in releases.glob("v*/manifest.json"):
         v = m.parent.name.removeprefix("v")
-        if SEMVER.fullmatch(v) and _version_key(v) < _version_key(version):
-            older.append((_version_key(v), m))
+        if SEMVER.fullmatch(v) and version_key(v) < version_key(version):
+            older.append((version_key(v), m))
     if not older:
         return None
     return json.loads(max(older)[1].read_text())

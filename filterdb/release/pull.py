@@ -142,7 +142,8 @@ def pull_release(
         No tag, artifacts missing from the remote (without ``rebuild``), or a rebuild whose
         bytes differ (naming the artifacts).
     """
-    from filterdb.release.publish import normalize_version, recover_release_folder
+    from filterdb.release.publish import recover_release_folder
+    from filterdb.release.versions import normalize_version
 
     version = normalize_version(version)
     repo = Path(repo).resolve()

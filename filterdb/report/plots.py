@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from filterdb.dataset._reading import atomic_path
+from filterdb._atomic import atomic_path
 
 __all__ = [
     "DEPTH_CSV",

@@ -3,7 +3,7 @@
 For every layer with ``n`` 3x3 filters: sparsity ``S``, variance entropy ``H``, the randomness
 threshold ``TH(n)``, ``H / TH(n)``, orthogonality ``O`` of the output channels, and the
 "degenerated" flag with its two reasons (random-like, sparse-collapsed). Layers are read one at a
-time, sequentially (see :mod:`filterdb.dataset._reading`); all sums are accumulated in float64.
+time, sequentially (see :mod:`filterdb.dataset.reading`); all sums are accumulated in float64.
 
 Undefined values are NaN with a reason code, never a crash or a made-up number:
 
@@ -43,7 +43,9 @@ import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
-from filterdb.dataset._reading import (
+from filterdb._atomic import write_atomic_netcdf, write_atomic_text
+from filterdb.dataset.contract import CATEGORICAL
+from filterdb.dataset.reading import (
     FoldScales,
     check_filter_view,
     chunk_size_of,
@@ -52,10 +54,7 @@ from filterdb.dataset._reading import (
     iter_layers,
     layer_table,
     ordered_map,
-    write_atomic_netcdf,
-    write_atomic_text,
 )
-from filterdb.dataset.contract import CATEGORICAL
 from filterdb.errors import InputError
 
 __all__ = [
@@ -573,7 +572,7 @@ def compute_degeneracy(
     params : DegeneracyParams or dict, optional
         Constants (``params.yaml: degeneracy``).
     workers : int, optional
-        Compute threads (default :func:`filterdb.dataset._reading.default_workers`); layers are read
+        Compute threads (default :func:`filterdb.dataset.reading.default_workers`); layers are read
         in file order by the calling thread and computed on the threads. The result does not
         depend on it.
 

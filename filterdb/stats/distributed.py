@@ -46,7 +46,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from filterdb.dataset._reading import chunk_size_of, iter_chunks, iter_layers, layer_table
+from filterdb.dataset.reading import chunk_size_of, iter_chunks, iter_layers, layer_table
 from filterdb.errors import InputError
 from filterdb.stats.degeneracy import (
     DegeneracyParams,

@@ -67,7 +67,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from filterdb.dataset._reading import (
+from filterdb._atomic import write_atomic_netcdf, write_atomic_text
+from filterdb.dataset.reading import (
     FoldScales,
     check_filter_view,
     chunk_size_of,
@@ -77,8 +78,6 @@ from filterdb.dataset._reading import (
     layer_table,
     ordered_map,
     tap,
-    write_atomic_netcdf,
-    write_atomic_text,
 )
 from filterdb.errors import InputError
 from filterdb.stats.degeneracy import (
@@ -1155,7 +1154,7 @@ def compute_stats(
     degeneracy_params, shifts_params : params or dict, optional
         ``params.yaml: degeneracy`` and ``shifts``.
     workers : int, optional
-        Compute threads (default :func:`filterdb.dataset._reading.default_workers`: the usable
+        Compute threads (default :func:`filterdb.dataset.reading.default_workers`: the usable
         cores,
         or ``$FILTERDB_THREADS``). The calling thread reads the chunks in file order; chunks
         and layers are computed on the threads and their partial results folded in file order,

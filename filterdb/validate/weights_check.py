@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from filterdb.dataset._reading import chunk_size_of, iter_chunks
+from filterdb.dataset.reading import chunk_size_of, iter_chunks
 from filterdb.validate.schema import Failure, SchemaValidationError
 
 __all__ = ["check_weights", "layer_hashes"]

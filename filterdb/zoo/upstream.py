@@ -68,10 +68,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from filterdb import __version__
+from filterdb._atomic import atomic_path
 from filterdb.dataset import store
-from filterdb.dataset.store import StoreParams, atomic_path
+from filterdb.dataset.store import StoreParams
 from filterdb.errors import FilterDBError
+from filterdb.version import __version__
 
 __all__ = [
     "DEPTH_METHOD",

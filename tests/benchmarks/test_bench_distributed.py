@@ -39,7 +39,7 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest_stats import synthetic_file
 
-from filterdb.dataset._reading import chunk_size_of, iter_chunks, iter_layers, layer_table
+from filterdb.dataset.reading import chunk_size_of, iter_chunks, iter_layers, layer_table
 from filterdb.stats.degeneracy import DegeneracyParams, _DegeneracyPass, blas_limit
 from filterdb.stats.distributed import compute_stats_dask, worker_config
 from filterdb.stats.shifts import (

@@ -33,7 +33,7 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest_stats import synthetic_file
 
-from filterdb.dataset._reading import chunk_size_of, default_workers, iter_chunks
+from filterdb.dataset.reading import chunk_size_of, default_workers, iter_chunks
 from filterdb.stats.shifts import compute_shifts, compute_stats
 
 ASSERT_GOALS = os.environ.get("FILTERDB_BENCH_ASSERT_GOALS") == "1"

@@ -22,14 +22,12 @@ import numpy as np
 if TYPE_CHECKING:  # not at run time: the accessor (registered on xarray's import) needs this
     import xarray as xr
 
-from filterdb._atomic import atomic_path, write_atomic_netcdf, write_atomic_text
 from filterdb.errors import InputError
 
 __all__ = [
     "DEFAULT_CHUNK",
     "FILTER_VIEWS",
     "FoldScales",
-    "atomic_path",
     "check_filter_view",
     "chunk_size_of",
     "decode_flags",
@@ -39,8 +37,6 @@ __all__ = [
     "layer_table",
     "ordered_map",
     "tap",
-    "write_atomic_netcdf",
-    "write_atomic_text",
 ]
 
 #: Filters per chunk when the ``weight`` variable does not say (the store's default).
