@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,7 +30,6 @@ __all__ = [
     "FoldScales",
     "check_filter_view",
     "chunk_size_of",
-    "decode_flags",
     "default_workers",
     "iter_chunks",
     "iter_layers",
@@ -397,27 +396,3 @@ class FoldScales:
             return arr
         scale = self.for_chunk(start, arr.shape[0])
         return arr * scale.reshape((-1,) + (1,) * (arr.ndim - 1))
-
-
-def decode_flags(codes: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
-    """Turn integer codes back into strings with a variable's ``flag_values``/``flag_meanings``.
-
-    Parameters
-    ----------
-    codes : numpy.ndarray
-        The stored integer codes.
-    attrs : mapping
-        The variable's attributes.
-
-    Returns
-    -------
-    numpy.ndarray of object
-        The decoded strings; a code outside ``flag_values`` raises ``ValueError``.
-    """
-    values = np.atleast_1d(np.asarray(attrs["flag_values"])).tolist()
-    meanings = str(attrs["flag_meanings"]).split()
-    lookup = dict(zip(values, meanings, strict=True))
-    try:
-        return np.array([lookup[int(c)] for c in np.asarray(codes).ravel()], dtype=object)
-    except KeyError as exc:
-        raise InputError(f"code {exc.args[0]} is not among flag_values {values}") from None

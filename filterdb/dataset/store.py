@@ -27,7 +27,7 @@ from filterdb.dataset.contract import (
     MODEL_TEXT,
     SCHEMA_VERSION,
 )
-from filterdb.dataset.reading import decode_flags
+from filterdb.dataset.flags import decode_flags, encode_flags
 from filterdb.errors import FilterDBError
 from filterdb.version import __version__
 
@@ -147,12 +147,6 @@ class StoreParams:
 
 
 # --------------------------------------------------------------------------- tables
-
-
-def _codes(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    meanings = sorted(set(values))
-    lookup = {v: i for i, v in enumerate(meanings)}
-    return np.array([lookup[v] for v in values], dtype=np.int16), meanings
 
 
 def read_tables(ds: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -392,7 +386,7 @@ def write_dataset(
             v = _put(nc, "model", str, ("model",), models.index)
             v.cf_role = "timeseries_id"  # one feature per model
             for name in CATEGORICAL:
-                codes, meanings = _codes([str(x) for x in models[name]])
+                codes, meanings = encode_flags([str(x) for x in models[name]])
                 v = _put(nc, name, "i2", ("model",), codes)
                 v.flag_values = np.arange(len(meanings), dtype=np.int16)
                 v.flag_meanings = " ".join(meanings)

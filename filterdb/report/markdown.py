@@ -568,7 +568,7 @@ def model_table(deg: xr.Dataset) -> pd.DataFrame:
     ``stats/degeneracy.nc`` carries the model meta-parameters and numbers it was computed for,
     so the report needs no other input.
     """
-    from filterdb.dataset.reading import decode_flags
+    from filterdb.dataset.flags import decode_flags
 
     ids = pd.Index(np.asarray(deg["model"].values).astype(str), name="model")
     table = pd.DataFrame(index=ids)

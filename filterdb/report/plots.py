@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from filterdb._atomic import atomic_path
+from filterdb.dataset.flags import flag_lookup
 
 __all__ = [
     "DEPTH_CSV",
@@ -48,9 +49,7 @@ def _labels(ds: xr.Dataset, name: str) -> np.ndarray:
     if name not in ds.variables:
         return np.full(ds.sizes.get("model", 0), "all", dtype=object)
     var = ds[name]
-    meanings = str(var.attrs.get("flag_meanings", "")).split()
-    values = np.atleast_1d(var.attrs.get("flag_values", np.arange(len(meanings))))
-    lookup = {int(v): m for v, m in zip(values.tolist(), meanings, strict=False)}
+    lookup = flag_lookup(var.attrs)
     raw = np.asarray(var.values, dtype=np.float64)
     return np.array(
         [lookup.get(int(c), "?") if np.isfinite(c) else "?" for c in raw], dtype=object

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from filterdb.dataset.flags import flag_lookup
+
 __all__ = [
     "SWEEP_COLUMNS",
     "all_random_like",
@@ -84,8 +86,7 @@ def _decode(var: xr.DataArray) -> np.ndarray:
     raw = np.asarray(var.values)
     if meanings is None:
         return raw.astype(object)
-    values = np.atleast_1d(np.asarray(var.attrs.get("flag_values", np.arange(len(meanings)))))
-    lookup = dict(zip(values.tolist(), str(meanings).split(), strict=False))
+    lookup = flag_lookup(var.attrs)
     return np.array([lookup.get(int(c), "unknown") for c in raw], dtype=object)
 
 

@@ -42,6 +42,8 @@ import numpy as np
 import xarray as xr
 from scipy.stats import entropy as scipy_entropy
 
+from filterdb.dataset.flags import flag_lookup
+
 __all__ = ["recheck_degeneracy", "recheck_shifts", "sample_groups", "sample_layers"]
 
 PathLike = str | os.PathLike[str]
@@ -371,9 +373,7 @@ def _model_labels(ds: xr.Dataset, name: str) -> np.ndarray:
     raw = np.asarray(var.values)
     if raw.dtype.kind in "OSU":
         return np.array([None if str(v) in ("", "nan", "None") else str(v) for v in raw], object)
-    meanings = str(var.attrs.get("flag_meanings", "")).split()
-    values = np.atleast_1d(var.attrs.get("flag_values", np.arange(len(meanings)))).tolist()
-    lookup = {int(v): m for v, m in zip(values, meanings, strict=False)}
+    lookup = flag_lookup(var.attrs)
     codes = np.where(np.isfinite(raw.astype(np.float64)), raw, -1).astype(np.int64)
     return np.array([lookup.get(int(c)) for c in codes], dtype=object)
 
