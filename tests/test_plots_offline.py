@@ -1,7 +1,6 @@
 """`dvc plots show` renders every declared figure without network: the page template embeds
 pinned builds of vega, vega-lite and vega-embed (filterdb/report/plots_template.py), checked in
-headless
-Chromium with the network unavailable; dvc-render's default CDN page stays blank there."""
+headless Chromium with the network unavailable; dvc-render's default CDN page stays blank there."""
 
 from __future__ import annotations
 

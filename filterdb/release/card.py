@@ -2,8 +2,7 @@
 
 Nothing here is written by hand per version: every count comes from the manifest's ``counts``
 (which :func:`filterdb.dataset.info.dataset_counts` takes from ``filters.nc``), so the card
-cannot
-disagree with the data it describes.
+cannot disagree with the data it describes.
 """
 
 from __future__ import annotations

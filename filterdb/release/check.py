@@ -1,7 +1,7 @@
 """Validation of a release folder: its manifest is a closed world.
 
-:func:`validate_release` (importable from :mod:`filterdb.release.publish` as well) checks, in this
-order:
+:func:`validate_release` (importable from :mod:`filterdb.release.publish` as well) checks, in
+this order:
 
 1. ``manifest.json`` is UTF-8 JSON of the known shape: every field has its type (``artifacts`` a
    non-empty mapping of mappings with ``sha256``, ``md5``, ``size`` and, for a ``.nc`` file,
@@ -9,8 +9,7 @@ order:
    ``git_dirty`` a bool; a known ``manifest_format``; ``version`` the folder's name; no unknown
    key), and every artifact path stays inside the folder (no absolute path, ``..``, ``.``, empty
    part or backslash). A malformed manifest raises :class:`~filterdb.release.versions.ReleaseError`:
-   one
-   line. (``git_revision`` may also be ``unknown``, what a build outside git records.)
+   one line. (``git_revision`` may also be ``unknown``, what a build outside git records.)
 2. The folder holds exactly the manifest's artifacts plus the release's own files
    (:data:`BOOKKEEPING`: ``manifest.json``, ``RELEASE.md``, the ``README.md`` dataset card and
    ``SHA256SUMS``) and DVC's top-level ``.gitignore``: a missing artifact, an extra file or

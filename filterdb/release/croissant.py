@@ -8,12 +8,10 @@ artifact with its ``sha256`` and ``contentSize``, and three record sets: the mod
 (``filters.nc``, one record per 3x3 filter).
 
 :func:`write_croissant` is called by :func:`filterdb.release.publish.build_release` before the
-manifest
-is computed, so ``croissant.json`` is itself an artifact with a sha256 in the manifest (it cannot
-list its own hash). :func:`check_croissant` is called by
+manifest is computed, so ``croissant.json`` is itself an artifact with a sha256 in the manifest
+(it cannot list its own hash). :func:`check_croissant` is called by
 :func:`filterdb.release.publish.validate_release`: it checks that the file's checksums agree with
-the
-manifest, and validates it with ``mlcroissant`` when that is installed (the ``[croissant]``
+the manifest, and validates it with ``mlcroissant`` when that is installed (the ``[croissant]``
 extra); otherwise it says it skipped that check.
 """
 

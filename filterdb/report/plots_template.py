@@ -13,8 +13,7 @@ at every use, and their minified builds are embedded byte for byte as ``data:`` 
 subresource-integrity hash, so the browser itself refuses a changed script. They are not kept in
 ``params.yaml: packages``: those are the dataset's weight sources, which the release manifest
 records. ``make packages`` runs ``python -m filterdb.report.plots_template``; the output is
-generated,
-deterministic and ignored by git.
+generated, deterministic and ignored by git.
 """
 
 from __future__ import annotations

@@ -522,8 +522,8 @@ def compute_stats_dask(
     Returns
     -------
     degeneracy, shifts : xarray.Dataset
-        Bit-identical to :func:`filterdb.stats.shifts.compute_stats` on the same file and
-        parameters.
+        Bit-identical to :func:`filterdb.stats.shifts.compute_stats` on the same file
+        and parameters.
 
     Examples
     --------

@@ -1155,8 +1155,7 @@ def compute_stats(
         ``params.yaml: degeneracy`` and ``shifts``.
     workers : int, optional
         Compute threads (default :func:`filterdb.dataset.reading.default_workers`: the usable
-        cores,
-        or ``$FILTERDB_THREADS``). The calling thread reads the chunks in file order; chunks
+        cores, or ``$FILTERDB_THREADS``). The calling thread reads the chunks in file order; chunks
         and layers are computed on the threads and their partial results folded in file order,
         so the results are bit-identical for any number of threads.
 

@@ -158,8 +158,7 @@ def schema_dir() -> Path | Traversable:
     pathlib.Path or importlib.resources.abc.Traversable
         ``$FILTERDB_SCHEMA_DIR`` if set (a path), else the package data folder
         ``filterdb/validate/schemas`` (through :mod:`importlib.resources`, so it is found in an
-        installed
-        wheel as well as in the repository).
+        installed wheel as well as in the repository).
 
     Examples
     --------

@@ -1,8 +1,7 @@
 """One streaming pass over ``weight``: finite values, consistent indices, no duplicated models.
 
 The schema checks of :mod:`filterdb.validate.schema` read only metadata. This pass reads the
-filters once,
-chunk by chunk in fixed memory, and checks what only the values can show:
+filters once, chunk by chunk in fixed memory, and checks what only the values can show:
 
 - every weight is finite (a NaN or Inf is named by model and layer);
 - ``filter_layer`` agrees with ``layer_first_filter``/``layer_filter_count``;
