@@ -101,8 +101,8 @@ def test_base_install_has_no_build_stack_and_ships_schemas_and_licence(base_venv
     assert not installed & set(NOT_IN_BASE)
     site = next((base_venv / "lib").glob("python3*/site-packages"))
     for name in SCHEMA_FILES:
-        assert (site / "filterdb" / "schemas" / name).is_file(), name
-    assert (site / "filterdb-0.2.0.dist-info" / "licenses" / "LICENSE").is_file()
+        assert (site / "filterdb" / "validate" / "schemas" / name).is_file(), name
+    assert (site / f"filterdb-{filterdb.__version__}.dist-info" / "licenses" / "LICENSE").is_file()
 
 
 @slow
