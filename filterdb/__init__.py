@@ -17,10 +17,13 @@ import sys
 from types import ModuleType
 from typing import Any
 
-__version__ = "0.3.0"
+from filterdb.version import __version__
 
 #: Public names loaded on first access (PEP 562), with their module.
-_LAZY = {"FilterDBAccessor": "filterdb.accessor", "open_dataset": "filterdb.accessor"}
+_LAZY = {
+    "FilterDBAccessor": "filterdb.dataset.accessor",
+    "open_dataset": "filterdb.dataset.accessor",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -30,8 +33,11 @@ def __getattr__(name: str) -> Any:
 
 
 def open_release(version: str, repo: str | None = None, **kwargs: object) -> object:
-    """Open a release's ``filters.nc`` through DVC (see :func:`filterdb.release.open_release`)."""
-    from filterdb.release import open_release as _open
+    """Open a release's ``filters.nc`` through DVC.
+
+    See :func:`filterdb.release.publish.open_release`.
+    """
+    from filterdb.release.publish import open_release as _open
 
     return _open(version, repo=repo, **kwargs)
 
@@ -40,7 +46,7 @@ class _AccessorOnXarrayImport(importlib.abc.MetaPathFinder):
     """Registers ``ds.filterdb`` right after ``xarray`` finishes importing, then steps aside.
 
     It finds xarray with the standard path finder and wraps its loader's ``exec_module`` so that
-    :mod:`filterdb.accessor` is imported once xarray's module body has run.
+    :mod:`filterdb.dataset.accessor` is imported once xarray's module body has run.
     """
 
     def find_spec(
@@ -57,7 +63,7 @@ class _AccessorOnXarrayImport(importlib.abc.MetaPathFinder):
         def exec_module(module: ModuleType) -> None:
             run(module)
             _remove_hook()
-            importlib.import_module("filterdb.accessor")
+            importlib.import_module("filterdb.dataset.accessor")
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
@@ -68,7 +74,7 @@ def _remove_hook() -> None:
 
 
 if "xarray" in sys.modules:
-    importlib.import_module("filterdb.accessor")
+    importlib.import_module("filterdb.dataset.accessor")
 else:
     sys.meta_path.insert(0, _AccessorOnXarrayImport())
 

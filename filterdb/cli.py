@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from filterdb import __version__
+from filterdb.version import __version__
 
 
 class CLIError(Exception):
@@ -37,13 +37,13 @@ def _open_dataset(path: Path) -> Any:
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    from filterdb.zoo import load_params
+    from filterdb.zoo.entries import load_params
 
     return load_params(args.params)
 
 
 def _entry(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
-    from filterdb.zoo import zoo_entries
+    from filterdb.zoo.entries import zoo_entries
 
     entries = zoo_entries(params, str(args.params))
     if args.model not in entries:
@@ -53,12 +53,12 @@ def _entry(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract one zoo model's 3x3 filters into a shard (or every model, in parallel)."""
-    from filterdb.build import build_shard
-    from filterdb.zoo import zoo_entries
+    from filterdb.extract.build import build_shard
+    from filterdb.zoo.entries import zoo_entries
 
     params = _params(args)
     if args.all:
-        from filterdb.distributed import extract_many
+        from filterdb.stats.distributed import extract_many
 
         entries = zoo_entries(params, str(args.params))
         shards = extract_many(
@@ -96,8 +96,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_assemble(args: argparse.Namespace) -> int:
     """Assemble the shards of every zoo model, in zoo order, into one dataset."""
-    from filterdb.store import StoreParams, assemble
-    from filterdb.zoo import zoo_entries
+    from filterdb.dataset.store import StoreParams, assemble
+    from filterdb.zoo.entries import zoo_entries
 
     params = _params(args)
     ids = list(zoo_entries(params, str(args.params)))
@@ -113,8 +113,8 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a dataset file, a release folder, or every release."""
 
-    from filterdb.release import validate_all, validate_release
-    from filterdb.schema import validate_dataset
+    from filterdb.release.publish import validate_all, validate_release
+    from filterdb.validate.schema import validate_dataset
 
     if args.all or (args.path and Path(args.path).is_dir()):
         reports = validate_all(args.releases) if args.all else [validate_release(args.path)]
@@ -129,7 +129,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     with _open_dataset(path) as ds:
         validate_dataset(ds, source=str(path))
         if not args.metadata_only:
-            from filterdb.weights_check import check_weights
+            from filterdb.validate.weights_check import check_weights
 
             check_weights(ds)
     what = "metadata valid (weights not read)" if args.metadata_only else "valid"
@@ -139,7 +139,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     """Write releases/vVERSION from the pipeline's outputs."""
-    from filterdb.release import build_release, validate_release
+    from filterdb.release.publish import build_release, validate_release
 
     params = _params(args)
     folder = build_release(args.version, params)
@@ -150,7 +150,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     """Get a published release's artifacts (DVC remote, else --rebuild), sha256-verified."""
-    from filterdb.pull import pull_release
+    from filterdb.release.pull import pull_release
 
     folder = pull_release(args.version, args.repo, rebuild=args.rebuild)
     print(f"{folder}: every artifact matches the manifest of v{args.version.lstrip('v')}")
@@ -159,7 +159,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print a human summary of a dataset."""
-    from filterdb.info import summary
+    from filterdb.dataset.info import summary
 
     path = Path(args.path)
     with _open_dataset(path):
@@ -193,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_import_upstream(args: argparse.Namespace) -> int:
     """Convert the original CNN Filter DB (v1.0.0 HDF5) into filterdb's layout."""
-    from filterdb.upstream import import_upstream
+    from filterdb.zoo.upstream import import_upstream
 
     path = Path(args.path)
     if not path.exists():
@@ -209,8 +209,8 @@ def cmd_import_upstream(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Compute degeneracy and/or shift statistics of a dataset."""
-    from filterdb.degeneracy import write_degeneracy
-    from filterdb.shifts import write_shifts, write_stats
+    from filterdb.stats.degeneracy import write_degeneracy
+    from filterdb.stats.shifts import write_shifts, write_stats
 
     params = _params(args)
     source = Path(args.input)
@@ -223,7 +223,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.scheduler:
         dask_params["scheduler"] = args.scheduler
     if dask_params.get("scheduler"):
-        from filterdb.distributed import DaskParams, write_stats_dask
+        from filterdb.stats.distributed import DaskParams, write_stats_dask
 
         if args.which != "all":
             raise CLIError("a dask scheduler runs both statistics: use 'filterdb stats all'")
@@ -256,7 +256,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a dataset to Zarr (netCDF stays the release format)."""
-    from filterdb.export import export_zarr
+    from filterdb.dataset.export import export_zarr
 
     path = Path(args.path)
     if not path.exists():
@@ -267,7 +267,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_plots(args: argparse.Namespace) -> int:
     """Draw the figures from the statistics files."""
-    from filterdb.plots import make_plots
+    from filterdb.report.plots import make_plots
 
     trained = (_params(args).get("trained") or {}) if Path(args.params).is_file() else {}
     paths = make_plots(args.degeneracy, args.shifts, args.out, trained=trained)
@@ -277,7 +277,7 @@ def cmd_plots(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the Markdown summary of the findings."""
-    from filterdb.report import write_report
+    from filterdb.report.markdown import write_report
 
     folded = None
     if args.folded_dir:
@@ -293,7 +293,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_zoo_timm(args: argparse.Namespace) -> int:
     """Generate zoo entries from timm's pretrained registry (options parsed here)."""
-    from filterdb.timm_zoo import add_cli_arguments, run_cli
+    from filterdb.zoo.timm_zoo import add_cli_arguments, run_cli
 
     parser = argparse.ArgumentParser(
         prog="filterdb zoo timm", description="Zoo entries from timm's pretrained registry."
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("zoo", help="generate zoo entries from a model registry")
     zoo_sub = p.add_subparsers(dest="registry", required=True, metavar="REGISTRY")
-    # parsed by filterdb.timm_zoo at run time, so that other commands need not import torch
+    # parsed by filterdb.zoo.timm_zoo at run time, so that other commands need not import torch
     p = zoo_sub.add_parser(
         "timm", help="timm's pretrained registry: entries, sizing, summary", add_help=False
     )

@@ -1,7 +1,7 @@
 """File digests, read once in 1 MiB blocks: the one place filterdb hashes files.
 
 Used for the pinned package archives (:mod:`filterdb.sources.fetch`), release artifacts
-(:mod:`filterdb.release`) and pulled releases (:mod:`filterdb.pull`).
+(:mod:`filterdb.release.publish`) and pulled releases (:mod:`filterdb.release.pull`).
 """
 
 from __future__ import annotations

@@ -132,9 +132,9 @@ def write_params(path: Path, zoo: dict, trained: dict | None = None, **extra: ob
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real dataset of the tiny zoo, built through sources, extract and store."""
-    from filterdb.extract import extract_filters
+    from filterdb.dataset.store import StoreParams, assemble, write_model
+    from filterdb.extract.filters import extract_filters
     from filterdb.sources import load_model
-    from filterdb.store import StoreParams, assemble, write_model
 
     root = tmp_path_factory.mktemp("tiny")
     shards = []
@@ -158,7 +158,7 @@ def copy_repo_files(dest: Path) -> None:
     """Copy what a pipeline run needs (dvc.yaml, code it tracks, schemas) into ``dest``."""
     for name in ("dvc.yaml",):
         shutil.copy(REPO / name, dest / name)
-    for name in ("filterdb",):  # the schemas are package data (filterdb/schemas)
+    for name in ("filterdb",):  # the schemas are package data (filterdb/validate/schemas)
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
 
 

@@ -14,7 +14,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from filterdb.contract import CATEGORICAL, DEPTH_METHODS, SCHEMA_VERSION
+from filterdb.dataset.contract import CATEGORICAL, DEPTH_METHODS, SCHEMA_VERSION
 
 # A fixed, clearly anisotropic 9x9 mixing: filters z @ MIX have distinct PCA variances.
 _MIX_RNG = np.random.default_rng(1234)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from filterdb.release import build_release
-from filterdb.shifts import write_stats
+from filterdb.release.publish import build_release
+from filterdb.stats.shifts import write_stats
 
 REPO = Path(__file__).resolve().parents[1]
 

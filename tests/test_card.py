@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from filterdb.card import LICENSE_NOTE, render_card
+from filterdb.release.card import LICENSE_NOTE, render_card
 
 ROOT = Path(__file__).parents[1]
 

@@ -93,4 +93,4 @@ def test_import_filterdb_still_registers_the_accessor_when_xarray_comes_later(ti
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["2", "filterdb.accessor"]
+    assert out.stdout.split() == ["2", "filterdb.dataset.accessor"]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from filterdb import croissant
-from filterdb.croissant import CONFORMS_TO, CROISSANT_FILE, check_croissant, write_croissant
-from filterdb.release import ReleaseReport, validate_release
+from filterdb.release import croissant
+from filterdb.release.croissant import CONFORMS_TO, CROISSANT_FILE, check_croissant, write_croissant
+from filterdb.release.publish import ReleaseReport, validate_release
 from tests.small_release import build_small_release
 
 HAS_MLCROISSANT = importlib.util.find_spec("mlcroissant") is not None

@@ -13,7 +13,7 @@ import xarray as xr
 from conftest import TINY_ZOO
 from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
-from filterdb.distributed import (
+from filterdb.stats.distributed import (
     DaskParams,
     compute_stats_dask,
     extract_many,
@@ -21,7 +21,7 @@ from filterdb.distributed import (
     scheduler_context,
     write_stats_dask,
 )
-from filterdb.shifts import compute_stats, write_stats
+from filterdb.stats.shifts import compute_stats, write_stats
 
 CHUNK = 100
 
@@ -190,7 +190,7 @@ def test_scheduler_names_and_params():
 
 def test_extraction_fan_out_is_deterministic(tmp_path):
     """Models extracted in parallel, submitted in a shuffled order, assemble byte-identically."""
-    from filterdb.store import StoreParams, assemble
+    from filterdb.dataset.store import StoreParams, assemble
 
     store = {"chunk_filters": 4096}
     seq = extract_many(TINY_ZOO, tmp_path / "seq", scheduler="synchronous", store=store)

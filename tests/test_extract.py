@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from filterdb.extract import ExtractionError, conv_depths, extract_filters
+from filterdb.extract.filters import ExtractionError, conv_depths, extract_filters
 from filterdb.sources import LoadedModel, load_model
 from tests.conftest import MNIST_ENTRY
 

@@ -12,14 +12,21 @@ from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write
 from torch import nn
 
 import filterdb  # noqa: F401  (registers the accessor)
-from filterdb._reading import FoldScales
-from filterdb.degeneracy import DegeneracyParams, compute_degeneracy, write_degeneracy
-from filterdb.extract import ExtractionError, extract_filters
-from filterdb.fold import graph_fold_scales
-from filterdb.schema import validate_dataset
-from filterdb.shifts import ShiftsParams, compute_shifts, compute_stats, write_stats
+from filterdb.dataset.reading import FoldScales
+from filterdb.dataset.store import (
+    StoreError,
+    assemble,
+    content_hash,
+    read_fold,
+    read_tables,
+    write_model,
+)
+from filterdb.extract.filters import ExtractionError, extract_filters
+from filterdb.extract.fold import graph_fold_scales
 from filterdb.sources import LoadedModel, load_model
-from filterdb.store import StoreError, assemble, content_hash, read_fold, read_tables, write_model
+from filterdb.stats.degeneracy import DegeneracyParams, compute_degeneracy, write_degeneracy
+from filterdb.stats.shifts import ShiftsParams, compute_shifts, compute_stats, write_stats
+from filterdb.validate.schema import validate_dataset
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -285,7 +292,7 @@ def test_assemble_keeps_channel_offsets(tmp_path, resnet18, branchy) -> None:
 
 
 def test_zero_layer_dataset_writes_and_validates(tmp_path, branchy) -> None:
-    from filterdb.schema import SchemaValidationError
+    from filterdb.validate.schema import SchemaValidationError
 
     none = extract_filters("none", LoadedModel(module=nn.Conv2d(3, 4, 1)))
     shard = write_model(tmp_path / "n.nc", none, META, "timm", "w")
@@ -486,7 +493,7 @@ def test_stats_folded_run_end_to_end(scaled, tmp_path) -> None:
 @pytest.mark.parametrize("partition_filters", [1, 120])
 def test_dask_folded_equals_single_process(scaled, partition_filters) -> None:
     pytest.importorskip("dask")
-    from filterdb.distributed import compute_stats_dask
+    from filterdb.stats.distributed import compute_stats_dask
 
     dp, sp = {"filters": "folded"}, {"filters": "folded", "chunk_size": 37}
     with xr.open_dataset(scaled) as ds:

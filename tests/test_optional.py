@@ -78,7 +78,7 @@ def test_base_dependencies_hold_no_build_stack() -> None:
 
 
 def test_open_release_without_dvc_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from filterdb.release import open_release
+    from filterdb.release.publish import open_release
 
     monkeypatch.setitem(sys.modules, "dvc.api", None)
     with pytest.raises(MissingExtraError, match=r"open_release needs .*filterdb\[dvc\]"):
@@ -92,7 +92,7 @@ def test_cli_prints_a_missing_extra_as_one_line_and_exits_2(
     def validate_release(*args: object, **kwargs: object) -> None:
         _optional.require("no_such_module_xyz", extra="croissant", purpose="the check")
 
-    monkeypatch.setattr("filterdb.release.validate_release", validate_release)
+    monkeypatch.setattr("filterdb.release.publish.validate_release", validate_release)
     assert main(["validate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == (
@@ -104,9 +104,9 @@ def test_cli_prints_a_missing_extra_as_one_line_and_exits_2(
 def test_cli_names_the_extra_when_a_command_imports_a_missing_package(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # `filterdb plots` imports matplotlib at the top of filterdb.plots: as on a base install
+    # `filterdb plots` imports matplotlib at the top of filterdb.report.plots: as on a base install
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.delitem(sys.modules, "filterdb.plots", raising=False)
+    monkeypatch.delitem(sys.modules, "filterdb.report.plots", raising=False)
     assert main(["plots"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("filterdb: error: filterdb plots needs the optional package 'matplotlib'")
@@ -119,6 +119,6 @@ def test_cli_lets_a_missing_module_that_is_no_extra_raise(
     def broken(*args: object, **kwargs: object) -> None:
         raise ModuleNotFoundError("No module named 'filterdb.nope'", name="filterdb.nope")
 
-    monkeypatch.setattr("filterdb.release.validate_release", broken)
+    monkeypatch.setattr("filterdb.release.publish.validate_release", broken)
     with pytest.raises(ModuleNotFoundError):  # a bug, not a missing extra: traceback
         main(["validate", "releases/v0.2.0"])

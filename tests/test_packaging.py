@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 import filterdb
-from filterdb import schema
+from filterdb.validate import schema
 from tests.small_release import build_small_release
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,11 +33,11 @@ def test_schemas_are_package_data_read_through_importlib_resources(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(schema.SCHEMA_DIR_ENV, raising=False)
-    package = resources.files("filterdb").joinpath("schemas")
+    package = resources.files("filterdb.validate").joinpath("schemas")
     for name in SCHEMA_FILES:
         assert package.joinpath(name).is_file(), name
     assert str(schema.schema_dir()) == str(package)
-    assert Path(str(schema.schema_dir())).parent == Path(filterdb.__file__).parent
+    assert Path(str(schema.schema_dir())).parent == Path(filterdb.__file__).parent / "validate"
     assert not (REPO / "schema").exists()  # moved into the package, not copied
 
 
@@ -101,8 +101,8 @@ def test_base_install_has_no_build_stack_and_ships_schemas_and_licence(base_venv
     assert not installed & set(NOT_IN_BASE)
     site = next((base_venv / "lib").glob("python3*/site-packages"))
     for name in SCHEMA_FILES:
-        assert (site / "filterdb" / "schemas" / name).is_file(), name
-    assert (site / "filterdb-0.2.0.dist-info" / "licenses" / "LICENSE").is_file()
+        assert (site / "filterdb" / "validate" / "schemas" / name).is_file(), name
+    assert (site / f"filterdb-{filterdb.__version__}.dist-info" / "licenses" / "LICENSE").is_file()
 
 
 @slow

@@ -77,7 +77,7 @@ def test_push_and_pull_round_trip_through_a_local_remote(
 def test_release_stage_params_are_the_sections_the_manifest_records() -> None:
     import yaml
 
-    from filterdb.release import RELEASE_PARAMS
+    from filterdb.release.publish import RELEASE_PARAMS
 
     stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
     assert set(stages["release"]["params"]) == set(RELEASE_PARAMS)

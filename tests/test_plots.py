@@ -10,8 +10,8 @@ import pytest
 import xarray as xr
 from conftest_stats import make_dataset, simple_zoo, write_dataset
 
-from filterdb.plots import DEPTH_CSV, DEPTH_CSV_COLUMNS, make_plots, sort_by_column_mean
-from filterdb.shifts import compute_stats
+from filterdb.report.plots import DEPTH_CSV, DEPTH_CSV_COLUMNS, make_plots, sort_by_column_mean
+from filterdb.stats.shifts import compute_stats
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

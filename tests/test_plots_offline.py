@@ -1,6 +1,6 @@
 """`dvc plots show` renders every declared figure without network: the page template embeds
-pinned builds of vega, vega-lite and vega-embed (filterdb/plots_template.py), checked in headless
-Chromium with the network unavailable; dvc-render's default CDN page stays blank there."""
+pinned builds of vega, vega-lite and vega-embed (filterdb/report/plots_template.py), checked in
+headless Chromium with the network unavailable; dvc-render's default CDN page stays blank there."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from dvc_render.html import PAGE_HTML
 from dvc_render.vega import VegaRenderer
 from PIL import Image
 
-from filterdb.plots import DEPTH_CSV_COLUMNS
-from filterdb.plots_template import (
+from filterdb.report.plots import DEPTH_CSV_COLUMNS
+from filterdb.report.plots_template import (
     DEFAULT_OUT,
     PINS,
     PlotsTemplateError,

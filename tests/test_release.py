@@ -13,8 +13,8 @@ import pytest
 import xarray as xr
 
 from filterdb._atomic import DIR_MODE
-from filterdb.release import ReleaseError, normalize_version, open_release, validate_release
-from filterdb.release_check import write_checksums
+from filterdb.release.check import write_checksums
+from filterdb.release.publish import ReleaseError, normalize_version, open_release, validate_release
 from tests.conftest import MNIST_ENTRY, PNET_ENTRY, copy_repo_files, random_entry, sh, write_params
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from filterdb.release import recover_release_folder
+from filterdb.release.publish import recover_release_folder
 
 
 def _folder(path: Path, text: str) -> Path:

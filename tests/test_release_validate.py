@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from filterdb.cli import main
-from filterdb.release import MANIFEST_FORMAT, ReleaseError, validate_release
-from filterdb.release_check import CHECKSUMS_FILE, write_checksums
+from filterdb.release.check import CHECKSUMS_FILE, write_checksums
+from filterdb.release.publish import MANIFEST_FORMAT, ReleaseError, validate_release
 from tests.conftest import sh
 from tests.small_release import build_small_release
 
@@ -35,7 +35,7 @@ def built(tmp_path_factory, tiny_dataset, cli_env_module) -> Path:
     Its dataset is the tiny dataset's two small models (a few thousand filters), so that the
     byte-flip tests can validate hundreds of times in seconds.
     """
-    from filterdb.store import StoreParams, assemble
+    from filterdb.dataset.store import StoreParams, assemble
 
     root = tmp_path_factory.mktemp("repo")
     shards = [tiny_dataset.parent / f"{m}.nc" for m in ("mnist-cnn", "mtcnn-pnet")]

@@ -8,8 +8,7 @@ import pytest
 import xarray as xr
 from conftest_stats import make_dataset, simple_zoo, write_dataset
 
-from filterdb.degeneracy import randomness_threshold
-from filterdb.report import (
+from filterdb.report.markdown import (
     REPLICATION_COLUMNS,
     iid_normal_entropy,
     load_reference,
@@ -17,7 +16,8 @@ from filterdb.report import (
     shift_extremes,
     write_report,
 )
-from filterdb.shifts import compute_stats
+from filterdb.stats.degeneracy import randomness_threshold
+from filterdb.stats.shifts import compute_stats
 
 
 def test_report_lists_degenerated_models_shift_extremes_and_pca_ratios(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of filterdb.schema: table schemas, the dataset layout, one lazy report."""
+"""Tests of filterdb.validate.schema: table schemas, the dataset layout, one lazy report."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from filterdb import schema
-from filterdb.contract import CATEGORICAL, SCHEMA_VERSION
-from filterdb.schema import (
+from filterdb.dataset.contract import CATEGORICAL, SCHEMA_VERSION
+from filterdb.validate import schema
+from filterdb.validate.schema import (
     SchemaValidationError,
     load_vocabularies,
     schema_version,
@@ -600,8 +600,8 @@ def test_every_failure_kind_lands_in_one_report(tmp_path: Path) -> None:
 def test_a_dataset_whose_models_have_no_3x3_conv_validates(tmp_path: Path, cli_env) -> None:
     import subprocess
 
-    from filterdb.extract import ModelFilters
-    from filterdb.store import write_model
+    from filterdb.dataset.store import write_model
+    from filterdb.extract.filters import ModelFilters
     from tests.conftest import MNIST_ENTRY
 
     path = tmp_path / "no3x3.nc"

@@ -13,8 +13,8 @@ from scipy.stats import entropy
 from sklearn.decomposition import PCA
 from sklearn.utils.extmath import svd_flip
 
-from filterdb.degeneracy import compute_degeneracy
-from filterdb.shifts import (
+from filterdb.stats.degeneracy import compute_degeneracy
+from filterdb.stats.shifts import (
     CoefficientRange,
     GroupHistogram,
     ShiftsParams,

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from filterdb.extract import extract_filters
-from filterdb.sources import LoadedModel, load_model
-from filterdb.store import (
+from filterdb.dataset.store import (
     StoreError,
     StoreParams,
     assemble,
@@ -22,6 +20,8 @@ from filterdb.store import (
     read_tables,
     write_model,
 )
+from filterdb.extract.filters import extract_filters
+from filterdb.sources import LoadedModel, load_model
 from tests.conftest import TINY_ZOO
 
 

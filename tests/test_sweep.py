@@ -1,4 +1,4 @@
-"""filterdb.sweep on a small synthetic degeneracy dataset built with xarray."""
+"""filterdb.stats.sweep on a small synthetic degeneracy dataset built with xarray."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from filterdb import sweep
-from filterdb.degeneracy import layer_stats
+from filterdb.stats import sweep
+from filterdb.stats.degeneracy import layer_stats
 
 MODELS = ["w2-n4000", "w8-n4000", "w4-n500", "other-arch", "random", "ae", "w4-n1000-half"]
 
@@ -216,7 +216,7 @@ def test_dataset_family_strips_a_trailing_size(name, family):
 
 def test_report_sections_read_everything_from_the_degeneracy_file(stats, models):
     """The report's sweep, random-like and licence sections need only stats/degeneracy.nc."""
-    from filterdb.report import model_table, render_licences, render_sweep
+    from filterdb.report.markdown import model_table, render_licences, render_sweep
 
     deg = stats.copy()
     for col in ("n_parameters", "n_train_samples", "accuracy"):

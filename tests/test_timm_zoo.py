@@ -1,4 +1,4 @@
-"""filterdb.timm_zoo: timm's pretrained registry as zoo entries, sized on the meta device."""
+"""filterdb.zoo.timm_zoo: timm's pretrained registry as zoo entries, sized on the meta device."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import yaml
 from safetensors.torch import save_file
 from timm.models._registry import _model_to_module
 
-from filterdb.extract import extract_filters
-from filterdb.schema import load_vocabularies, validate_entry_meta
+from filterdb.extract.filters import extract_filters
 from filterdb.sources import ModelLoadError, load_model
-from filterdb.timm_zoo import (
+from filterdb.validate.schema import load_vocabularies, validate_entry_meta
+from filterdb.zoo.entries import load_params, zoo_entries
+from filterdb.zoo.timm_zoo import (
     BYTES_PER_FILTER,
     architecture_family,
     drop_without_3x3,
@@ -30,7 +31,6 @@ from filterdb.timm_zoo import (
     weights_dir_overrides,
     write_zoo,
 )
-from filterdb.zoo import load_params, zoo_entries
 
 SMALL = "mobilenetv3_small_050.lamb_in1k"  # 1.6 M parameters, depthwise 3x3 convs
 
@@ -230,7 +230,7 @@ def test_local_weights_stand_in_for_the_hub(tmp_path, monkeypatch) -> None:
 def test_make_zoo_through_the_cli_options(tmp_path, monkeypatch, capsys) -> None:
     import argparse
 
-    from filterdb.timm_zoo import add_cli_arguments, run_cli
+    from filterdb.zoo.timm_zoo import add_cli_arguments, run_cli
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

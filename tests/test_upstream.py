@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from filterdb.schema import validate_dataset
-from filterdb.store import read_tables
-from filterdb.upstream import (
+from filterdb.dataset.store import read_tables
+from filterdb.validate.schema import validate_dataset
+from filterdb.zoo.upstream import (
     TASK_ALIASES,
     VISUAL_CATEGORY_ALIASES,
     ImportReport,
@@ -267,7 +267,7 @@ def test_report_written_as_json(converted: Any) -> None:
     ],
 )
 def test_map_label(raw: Any, aliases: dict[str, str], expected: str | None) -> None:
-    from filterdb.schema import load_vocabularies
+    from filterdb.validate.schema import load_vocabularies
 
     vocab = load_vocabularies()
     key = "task" if aliases is TASK_ALIASES else "visual_category"

@@ -11,9 +11,14 @@ import pytest
 import xarray as xr
 from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
-from filterdb.degeneracy import write_degeneracy
-from filterdb.shifts import write_shifts, write_stats
-from filterdb.verify import recheck_degeneracy, recheck_shifts, sample_groups, sample_layers
+from filterdb.stats.degeneracy import write_degeneracy
+from filterdb.stats.shifts import write_shifts, write_stats
+from filterdb.validate.verify import (
+    recheck_degeneracy,
+    recheck_shifts,
+    sample_groups,
+    sample_layers,
+)
 
 ALL = 10**6  # more layers / groups than any test dataset has: check everything
 
@@ -253,9 +258,9 @@ def test_samples_are_deterministic_and_include_extremes(files):
 
 def test_verify_imports_neither_torch_nor_extraction_code():
     code = (
-        "import sys, filterdb.verify; "
+        "import sys, filterdb.validate.verify; "
         "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith("
-        "('filterdb.extract', 'filterdb.zoo', 'filterdb.sources'))]; print(bad)"
+        "('filterdb.extract.filters', 'filterdb.zoo.entries', 'filterdb.sources'))]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

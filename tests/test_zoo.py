@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from filterdb.schema import SchemaValidationError
-from filterdb.zoo import ParamsError, load_params, zoo_entries
+from filterdb.validate.schema import SchemaValidationError
+from filterdb.zoo.entries import ParamsError, load_params, zoo_entries
 from tests.conftest import MNIST_ENTRY, REPO
 
 
@@ -105,7 +105,7 @@ def test_entry_key_types_agree_with_the_training_config() -> None:
     import typing
 
     from filterdb.train.recipe import TrainConfig
-    from filterdb.zoo import ENTRY_KEY_TYPES
+    from filterdb.zoo.entries import ENTRY_KEY_TYPES
 
     hints = typing.get_type_hints(TrainConfig)
     assert set(hints) <= set(ENTRY_KEY_TYPES)

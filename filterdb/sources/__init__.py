@@ -94,7 +94,7 @@ class LoadedModel:
         Every 2-D conv of a model read from a serialized graph, with its depth.
     depth_method : str or None
         How a format reader determined the ``depth`` of its ``convs`` (a value of
-        :data:`filterdb.contract.DEPTH_METHODS`).
+        :data:`filterdb.dataset.contract.DEPTH_METHODS`).
     n_parameters : int or None
         Parameter count, where the source knows it better than the extraction can.
     """

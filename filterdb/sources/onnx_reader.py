@@ -10,7 +10,7 @@ node, through ``Identity``, ``Cast``, ``Reshape``, ``Transpose`` and ``Dequantiz
 (``(q - zero_point) * scale``, per tensor, per axis or per block). ``QLinearConv`` weights are
 dequantized the same way; ``ConvInteger`` has no weight scale, so its weights are ``w - w_zp``.
 Conv depth is the longest path from the graph inputs counted in 2-D convs (parallel branches
-share a depth), as :func:`filterdb.extract.conv_depths` does for a torch.fx graph.
+share a depth), as :func:`filterdb.extract.filters.conv_depths` does for a torch.fx graph.
 
 ``extra_meta`` holds ``weight_precision`` (the stored precision of the conv weights:
 ``float32``, ``float16``, ``float64``, ``bfloat16``, ``uint8-affine``/``int8-affine`` for

@@ -9,7 +9,8 @@ Scale with environment variables (defaults keep ``--benchmark-disable`` runs qui
 - ``FILTERDB_BENCH_DIST_COST_FILE``: a dataset for the per-filter cost breakdown (default: a
   synthetic file of ``FILTERDB_BENCH_DIST_FILTERS`` filters; e.g. ``data/filters.nc``).
 - ``FILTERDB_BENCH_DIST_MALLOC``: ``tuned`` (default: workers get
-  ``filterdb.distributed.WORKER_ENVIRON``) or ``dask`` (dask's own ``MALLOC_TRIM_THRESHOLD_``).
+  ``filterdb.stats.distributed.WORKER_ENVIRON``) or ``dask`` (dask's own
+  ``MALLOC_TRIM_THRESHOLD_``).
 - ``FILTERDB_BENCH_DIR``: where the synthetic files go (default: pytest's temporary directory;
   files of 5e6 filters or more are deleted after use).
 
@@ -38,10 +39,10 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest_stats import synthetic_file
 
-from filterdb._reading import chunk_size_of, iter_chunks, iter_layers, layer_table
-from filterdb.degeneracy import DegeneracyParams, _DegeneracyPass, blas_limit
-from filterdb.distributed import compute_stats_dask, worker_config
-from filterdb.shifts import (
+from filterdb.dataset.reading import chunk_size_of, iter_chunks, iter_layers, layer_table
+from filterdb.stats.degeneracy import DegeneracyParams, _DegeneracyPass, blas_limit
+from filterdb.stats.distributed import compute_stats_dask, worker_config
+from filterdb.stats.shifts import (
     CoefficientRange,
     GroupHistogram,
     ShiftsParams,

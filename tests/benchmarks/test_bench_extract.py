@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from filterdb.extract import extract_filters
+from filterdb.dataset.store import write_model
+from filterdb.extract.filters import extract_filters
 from filterdb.sources import load_model
-from filterdb.store import write_model
 
 ARCH = os.environ.get("FILTERDB_BENCH_ARCH", "vgg16")
 

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from filterdb.extract import extract_filters
+from filterdb.extract.filters import extract_filters
 from filterdb.sources import ModelLoadError, list_sources, load_model
 from filterdb.sources.keras_reader import read_keras_h5
 

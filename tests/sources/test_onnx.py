@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from filterdb.extract import extract_filters
+from filterdb.extract.filters import extract_filters
 from filterdb.sources import ModelLoadError, list_sources, load_model
 from filterdb.sources.files import PACKAGES_DIR_ENV
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from filterdb.extract import extract_filters
+from filterdb.extract.filters import extract_filters
 from filterdb.sources import ModelLoadError, list_sources, load_model
 from filterdb.sources.tfjs_reader import read_tfjs
 

@@ -1,0 +1,2 @@
+"""Releases: the versioned folder, its manifest, dataset card, Croissant metadata, release
+validation and ``filterdb pull``."""
