@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -164,3 +166,25 @@ def test_a_corrupt_trained_checkpoint_is_named(tmp_path, content) -> None:
     }
     with pytest.raises(ModelLoadError, match=r"'resnet9-x': cannot read checkpoint"):
         load_model("resnet9-x", entry)
+
+
+class _RunsCode:
+    """Unpickling this would call ``Path.touch`` on the marker file: code a checkpoint runs."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_for_safety(tmp_path) -> None:
+    import torch
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"conv.weight": torch.zeros(2, 1, 3, 3), "payload": _RunsCode(marker)}, path)
+    with pytest.raises(ModelLoadError, match=r"refused for safety") as info:
+        load_model("evil", {"source": "checkpoint", "path": str(path), "arch": "resnet18"})
+    assert "weights_only=False" not in str(info.value)
+    assert not marker.exists()

@@ -6,6 +6,7 @@ traced for depth; without one, the 4-D conv tensors are taken from the state dic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,20 @@ def read_state_dict(path: Path, model_id: str = "?") -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt files raise many types (pickle, zip, EOF, safetensors)
+        text = str(exc)
+        # torch's message suggests weights_only=False: never pass that on
+        if "Weights only load failed" in text and "Unsupported global" in text:
+            raise ModelLoadError(
+                f"model {model_id!r}: checkpoint {path} was refused for safety: it holds pickled "
+                "objects other than tensors, which could run code when loaded; filterdb never "
+                "loads such files unsafely (save the state dict alone, or as safetensors)"
+            ) from exc
+        if "Weights only load failed" in text:
+            why = re.search(r"WeightsUnpickler error:\s*([^\n]*?)(?:\s+Check the|$)", text)
+            raise ModelLoadError(
+                f"model {model_id!r}: cannot read checkpoint {path}: not a torch state dict "
+                f"({why.group(1).strip() if why else 'unreadable pickle'})"
+            ) from exc
         raise ModelLoadError(
             f"model {model_id!r}: cannot read checkpoint {path}: {type(exc).__name__}: {exc}"
         ) from exc

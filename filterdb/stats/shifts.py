@@ -56,6 +56,7 @@ Conventions and edge cases:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -67,7 +68,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from filterdb._atomic import write_atomic_netcdf, write_atomic_text
+from filterdb._atomic import atomic_path, write_atomic_netcdf
 from filterdb.dataset.reading import (
     FoldScales,
     check_filter_view,
@@ -1282,16 +1283,23 @@ def write_results(
     degeneracy_json: str | os.PathLike[str] | None,
     shifts_nc: str | os.PathLike[str],
 ) -> dict[str, Any]:
-    """Write computed statistics atomically: both netCDF files and the degeneracy summary.
+    """Write computed statistics as one set: both netCDF files and the degeneracy summary.
+
+    Every file is written to a temporary sibling first; only when all of them are complete are
+    they renamed into place, so a failure or a kill while writing leaves the previous set whole
+    (never a degeneracy file of one input beside shift files of another).
 
     Returns
     -------
     dict
         The degeneracy summary (also written to ``degeneracy_json`` when given).
     """
-    write_atomic_netcdf(deg, degeneracy_nc)
-    write_atomic_netcdf(shifts, shifts_nc)
     summary = degeneracy_summary(deg)
-    if degeneracy_json is not None:
-        write_atomic_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", degeneracy_json)
+    with contextlib.ExitStack() as stack:  # renames happen on exit, after every write succeeded
+        deg.to_netcdf(stack.enter_context(atomic_path(degeneracy_nc)))
+        shifts.to_netcdf(stack.enter_context(atomic_path(shifts_nc)))
+        if degeneracy_json is not None:
+            stack.enter_context(atomic_path(degeneracy_json)).write_text(
+                json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
     return summary
