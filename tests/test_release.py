@@ -152,6 +152,24 @@ def test_dvc_get_and_open_release_fetch_one_artifact(origin, tmp_path, cli_env_m
         assert list(ds["model"].values) == ["mnist", "pnet"]
 
 
+def test_dvc_import_tracks_a_release_artifact_in_another_project(
+    origin, tmp_path, cli_env_module
+) -> None:
+    # the README's `dvc import REPO_URL releases/vX/filters.nc --rev vX`, in a user's own project
+    env = cli_env_module
+    user = tmp_path / "user"
+    user.mkdir()
+    sh(["git", "init", "-q"], user, env)
+    sh(["dvc", "init", "-q"], user, env)
+    sh(["dvc", "import", str(origin), "releases/v0.1.0/filters.nc", "--rev", "v0.1.0"], user, env)
+    got = user / "filters.nc"
+    assert got.read_bytes() == (origin / "releases" / "v0.1.0" / "filters.nc").read_bytes()
+    record = (user / "filters.nc.dvc").read_text()
+    assert "rev: v0.1.0" in record and "releases/v0.1.0/filters.nc" in record
+    with xr.open_dataset(got) as ds:
+        assert list(ds["model"].values) == ["mnist", "pnet"]
+
+
 def test_versions_must_be_semantic() -> None:
     assert normalize_version("v0.1.0") == "0.1.0"
     with pytest.raises(ReleaseError, match="not a semantic version"):
