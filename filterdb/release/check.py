@@ -618,7 +618,8 @@ def validate_release(
         _check_artifacts(folder, artifacts, present, report)
     if not pulled:
         report.skipped.append(
-            f"{len(in_dvc)} artifacts not present (data not pulled: `dvc pull {folder}`): "
+            f"{len(in_dvc)} artifacts not present (data not pulled: `filterdb pull "
+            f"{manifest['version']}`): "
             "their checksums, schemas, counts and statistics not checked"
         )
         return report

@@ -395,8 +395,10 @@ def release_notes(manifest: Mapping[str, Any], previous: Mapping[str, Any] | Non
         + (" (with uncommitted changes)" if manifest["git_dirty"] else "")
         + f"; schema version {manifest['schema_version']}.",
         "",
-        "Get it: `git checkout v{0} && dvc pull releases/v{0}`, or "
-        "`dvc get REPO releases/v{0}/filters.nc --rev v{0}`.".format(manifest["version"]),
+        "Get it: `filterdb pull {0}` in a clone (sha256-checked), `git checkout v{0} && dvc pull "
+        "release`, or `dvc get REPO releases/v{0}/filters.nc --rev v{0}`.".format(
+            manifest["version"]
+        ),
         "",
         "## Changes",
         "",
