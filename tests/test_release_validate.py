@@ -196,6 +196,10 @@ def _symlink_out(folder: Path) -> None:
     (folder / "report.md").symlink_to(outside)
 
 
+def _symlink_loop(folder: Path) -> None:
+    (folder / "loop").symlink_to(folder / "loop")  # resolving it never ends
+
+
 def _set(path: str | tuple[str, ...], value: object) -> Callable[[Path], None]:
     """Set (or, with ``KeyError``, delete) a manifest field; ``a.b`` is a path of keys."""
 
@@ -240,6 +244,7 @@ CASES = {
     "dotdot-path": (_outside("../../outside.txt"), "artifact path '../../outside.txt'"),
     "absolute-path": (_outside("/etc/hostname"), "artifact path '/etc/hostname' is an absolute"),
     "symlink-out": (_symlink_out, "report.md: a symbolic link out of the release folder"),
+    "symlink-loop": (_symlink_loop, "loop: a broken symbolic link"),
     "artifact-a-string": (_set(("artifacts", "models.csv"), "x"), "artifacts.models.csv is str"),
     "size-a-string": (
         _set(("artifacts", "layers.csv", "size"), "12"),

@@ -188,3 +188,17 @@ def test_a_checkpoint_that_would_run_code_is_refused_for_safety(tmp_path) -> Non
         load_model("evil", {"source": "checkpoint", "path": str(path), "arch": "resnet18"})
     assert "weights_only=False" not in str(info.value)
     assert not marker.exists()
+
+
+def test_a_checkpoint_calling_a_blocked_module_is_refused_for_safety(tmp_path) -> None:
+    # torch words this refusal differently ("... whose module posix is blocked")
+    import os
+
+    class System:
+        def __reduce__(self):
+            return (os.system, ("exit 0",))
+
+    path = tmp_path / "system.pt"
+    torch.save({"conv.weight": torch.zeros(2, 1, 3, 3), "payload": System()}, path)
+    with pytest.raises(ModelLoadError, match=r"refused for safety"):
+        load_model("evil", {"source": "checkpoint", "path": str(path), "arch": "resnet18"})

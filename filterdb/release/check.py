@@ -374,7 +374,12 @@ def _walk(folder: Path, report: ReleaseReport) -> _Listing:
         for f in filenames:
             path, rel = here / f, (rel_dir / f).as_posix()
             if path.is_symlink():
-                target = path.resolve()
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError):  # dangling, or a loop (x -> x)
+                    out.rejected.add(rel)
+                    report.problems.append(f"{_show(path)}: a broken symbolic link")
+                    continue
                 if not target.is_relative_to(root):
                     out.rejected.add(rel)
                     report.problems.append(
@@ -707,7 +712,7 @@ def validate_all(
     for f in folders:
         try:
             reports.append(validate_release(f, **kwargs))
-        except ReleaseError as exc:
+        except (ReleaseError, OSError) as exc:  # malformed manifest, unreadable file
             reports.append(ReleaseReport(str(f), problems=[str(exc)]))
     return reports
 

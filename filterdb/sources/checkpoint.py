@@ -49,7 +49,9 @@ def read_state_dict(path: Path, model_id: str = "?") -> dict[str, torch.Tensor]:
     except Exception as exc:  # corrupt files raise many types (pickle, zip, EOF, safetensors)
         text = str(exc)
         # torch's message suggests weights_only=False: never pass that on
-        if "Weights only load failed" in text and "Unsupported global" in text:
+        # a global outside torch's allow-list ("Unsupported global: ...", or "unsupported
+        # GLOBAL os.system whose module os is blocked"): loading it could run code
+        if "Weights only load failed" in text and "unsupported global" in text.lower():
             raise ModelLoadError(
                 f"model {model_id!r}: checkpoint {path} was refused for safety: it holds pickled "
                 "objects other than tensors, which could run code when loaded; filterdb never "

@@ -1286,8 +1286,9 @@ def write_results(
     """Write computed statistics as one set: both netCDF files and the degeneracy summary.
 
     Every file is written to a temporary sibling first; only when all of them are complete are
-    they renamed into place, so a failure or a kill while writing leaves the previous set whole
-    (never a degeneracy file of one input beside shift files of another).
+    they renamed into place (three renames in a row), so a failure or a kill while writing, which
+    is nearly all of the time, leaves the previous set whole (not a degeneracy file of one input
+    beside shift files of another).
 
     Returns
     -------
