@@ -131,7 +131,7 @@ def test_validate_reports_a_broken_dataset(tmp_path, cli_env, tiny_dataset) -> N
 
 
 def test_import_upstream_converts_and_reports(tmp_path, cli_env) -> None:
-    from tests.test_upstream import write_upstream
+    from tests.zoo.test_upstream import write_upstream
 
     write_upstream(tmp_path / "dataset.h5")
     r = run(["import-upstream", "dataset.h5", "--out", "up.nc"], tmp_path, cli_env)

@@ -13,7 +13,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest_stats import make_dataset, simple_zoo, write_dataset
+
+from tests.conftest_stats import make_dataset, simple_zoo, write_dataset
 
 #: Not needed by ``info`` or the single-process ``stats`` commands. (``dask`` itself is imported
 #: by xarray whenever it decodes a variable, so it cannot be kept out of a command that opens a

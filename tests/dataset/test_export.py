@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest_stats import make_dataset, simple_zoo, write_dataset
+
+from tests.conftest_stats import make_dataset, simple_zoo, write_dataset
 
 pytest.importorskip("zarr")
 

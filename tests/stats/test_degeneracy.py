@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 from filterdb.stats.degeneracy import (
     DegeneracyParams,
@@ -21,6 +20,8 @@ from filterdb.stats.degeneracy import (
     randomness_threshold,
     write_degeneracy,
 )
+from tests.conftest import REPO
+from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 RTOL = 1e-6
 
@@ -78,7 +79,7 @@ def test_threshold_coefficients_are_parameters():
 @pytest.mark.parametrize(("c_out", "g", "kind"), [(4, 3, "normal"), (32, 16, "structured"),
                                                   (64, 64, "sparse"), (2, 1, "normal")])
 def test_layer_statistics_match_in_memory_recipes(c_out, g, kind):
-    from conftest_stats import GENERATORS
+    from tests.conftest_stats import GENERATORS
 
     w = GENERATORS[kind](np.random.default_rng(c_out * g), c_out * g)
     st = layer_stats(w, c_out, g)
@@ -199,7 +200,7 @@ def test_sparse_low_rank_layer_is_sparse_collapsed():
 
 
 def test_structured_dense_layer_is_not_degenerated():
-    from conftest_stats import gen_structured
+    from tests.conftest_stats import gen_structured
 
     st = layer_stats(gen_structured(np.random.default_rng(7), 256), 16, 16)
     assert st["degenerated"] == 0
@@ -338,7 +339,7 @@ STATS_MODULES = [
 
 @pytest.mark.parametrize("name", STATS_MODULES)
 def test_statistics_modules_never_import_extraction_code(name):
-    path = Path(__file__).parents[1] / "filterdb" / f"{name}.py"
+    path = REPO / "filterdb" / f"{name}.py"
     tree = ast.parse(path.read_text())
     imported = set()
     for node in ast.walk(tree):

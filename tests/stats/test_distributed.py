@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import TINY_ZOO
-from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 from filterdb.stats.distributed import (
     DaskParams,
@@ -22,6 +20,8 @@ from filterdb.stats.distributed import (
     write_stats_dask,
 )
 from filterdb.stats.shifts import compute_stats, write_stats
+from tests.conftest import TINY_ZOO
+from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 CHUNK = 100
 

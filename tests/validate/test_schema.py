@@ -156,7 +156,7 @@ def make_dataset() -> xr.Dataset:
             "Conventions": "CF-1.10",
             "title": "filterdb test",
             "institution": "nowhere",
-            "source": "tests/test_schema.py",
+            "source": "tests/validate/test_schema.py",
             "references": "arXiv:2203.15331",
             "history": "built by a test",
             "comment": "float32 weights, no BatchNorm folding",

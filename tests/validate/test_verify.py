@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 from filterdb.stats.degeneracy import write_degeneracy
 from filterdb.stats.shifts import write_shifts, write_stats
@@ -19,6 +18,7 @@ from filterdb.validate.verify import (
     sample_groups,
     sample_layers,
 )
+from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 ALL = 10**6  # more layers / groups than any test dataset has: check everything
 

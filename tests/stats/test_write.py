@@ -9,8 +9,7 @@ import xarray as xr
 import yaml
 
 from filterdb.stats.shifts import write_stats
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 def _params() -> dict:

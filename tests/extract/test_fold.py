@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 from torch import nn
 
 import filterdb  # noqa: F401  (registers the accessor)
@@ -27,6 +26,7 @@ from filterdb.sources import LoadedModel, load_model
 from filterdb.stats.degeneracy import DegeneracyParams, compute_degeneracy, write_degeneracy
 from filterdb.stats.shifts import ShiftsParams, compute_shifts, compute_stats, write_stats
 from filterdb.validate.schema import validate_dataset
+from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 # --------------------------------------------------------------------------------------------
 # helpers

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from filterdb.sources.trained import load_trained
 from filterdb.train import data as D
 from filterdb.train.nets import default_width, list_archs
 from filterdb.train.recipe import ENTRY_KEYS, train_entry
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SIZES = (500, 1000, 2000, 4000)
 
 

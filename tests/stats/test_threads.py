@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-from conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 from filterdb.dataset.reading import default_workers, ordered_map
 from filterdb.errors import InputError
 from filterdb.stats.degeneracy import col_min_max, compute_degeneracy
 from filterdb.stats.shifts import bin_indices, compute_shifts, compute_stats, histogram_edges
+from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 
 def _zoo() -> list[ModelSpec]:

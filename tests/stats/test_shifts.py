@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest_stats import LayerSpec, ModelSpec, make_dataset, write_dataset
 from scipy.stats import entropy
 from sklearn.decomposition import PCA
 from sklearn.utils.extmath import svd_flip
@@ -29,6 +28,7 @@ from filterdb.stats.shifts import (
     scale_filters,
     write_shifts,
 )
+from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, write_dataset
 
 RTOL = 1e-6
 EPS = np.float32(np.finfo(np.float32).eps)

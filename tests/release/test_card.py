@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from filterdb.release.card import LICENSE_NOTE, render_card
-
-ROOT = Path(__file__).parents[1]
+from tests.conftest import REPO
 
 
 def _manifest() -> dict:
-    m = json.loads((ROOT / "releases" / "v0.1.0" / "manifest.json").read_text())
+    m = json.loads((REPO / "releases" / "v0.1.0" / "manifest.json").read_text())
     by = m["counts"]["by"]
     by["license"] = {"MIT": {"models": 3, "filters": 100}, "none": {"models": 23, "filters": 7}}
     by["weight_precision"] = {"float32": {"models": 25, "filters": 105},

@@ -28,9 +28,8 @@ from filterdb.report.plots_template import (
     load_libraries,
     render_template,
 )
-from tests.conftest import sh
+from tests.conftest import REPO, sh
 
-REPO = Path(__file__).resolve().parents[1]
 #: Debian: apt-get install chromium-headless-shell (.ci/run installs it)
 CHROMIUM = next(
     (b for b in ("chromium-headless-shell", "chromium", "chromium-browser") if shutil.which(b)),

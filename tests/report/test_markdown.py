@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest_stats import make_dataset, simple_zoo, write_dataset
 
 from filterdb.report.markdown import (
     REPLICATION_COLUMNS,
@@ -18,6 +17,7 @@ from filterdb.report.markdown import (
 )
 from filterdb.stats.degeneracy import randomness_threshold
 from filterdb.stats.shifts import compute_stats
+from tests.conftest_stats import make_dataset, simple_zoo, write_dataset
 
 
 def test_report_lists_degenerated_models_shift_extremes_and_pca_ratios(tmp_path):
