@@ -37,7 +37,7 @@ def _open_dataset(path: Path) -> Any:
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    from filterdb.zoo.entries import load_params
+    from filterdb.params import load_params
 
     return load_params(args.params)
 
@@ -153,7 +153,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from filterdb.release.pull import pull_release
 
     folder = pull_release(args.version, args.repo, rebuild=args.rebuild)
-    print(f"{folder}: every artifact matches the manifest of v{args.version.lstrip('v')}")
+    print(f"{folder}: every artifact matches the manifest of {folder.name}")
     return 0
 
 
@@ -177,12 +177,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if entry["source"] != "trained":
         raise CLIError(f"model {args.model!r} is not in the 'trained' section of {args.params}")
     settings = {**(params.get("train") or {}), **entry}
-    from filterdb.train.recipe import TIMING_KEYS
+    from filterdb.train.recipe import TIMING_KEYS, result_metrics
 
     metrics = train_entry(args.model, settings, Path(args.models_dir), progress=True)
     print(", ".join(f"{k} {metrics[k]}" for k in TIMING_KEYS if k in metrics))
-    metrics = {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
-    text = json.dumps(metrics, indent=1, sort_keys=True) + "\n"
+    # the results only; settings and provenance are in MODELS_DIR/MODEL.json
+    text = json.dumps(result_metrics(metrics), indent=1, sort_keys=True) + "\n"
     if args.metrics_dir:
         from filterdb._atomic import write_atomic_text
 
@@ -367,7 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_release)
 
     p = sub.add_parser("pull", help="get a published release's artifacts, sha256-verified")
-    p.add_argument("version", help="a published version, e.g. 0.2.0 (a git tag vVERSION)")
+    p.add_argument(
+        "version",
+        help="a published version, e.g. 0.2.0 (a git tag vVERSION), or its folder releases/v0.2.0",
+    )
     p.add_argument("--repo", default=".", help="the repository (default: .)")
     p.add_argument(
         "--rebuild",
@@ -386,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     p.add_argument("--models-dir", default="models", help="checkpoint folder (default: models)")
     p.add_argument(
-        "--metrics-dir", default="metrics/train", help="held-out metrics (default: metrics/train)"
+        "--metrics-dir",
+        default="metrics/train",
+        help="held-out results, for `dvc metrics show` (default: metrics/train)",
     )
     p.set_defaults(func=cmd_train)
 

@@ -3,11 +3,12 @@
 torch's CPU kernels choose their code by instruction set at run time: ATen's vectorised loops
 (``ATEN_CPU_CAPABILITY``: default, avx2, avx512), MKL's BLAS (``MKL_CBWR``: its "conditional
 numerical reproducibility" branch) and oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``). Left alone,
-an AVX-512 machine trains other bits than an AVX2 machine from the same seed (and even
-``torch.randn`` differs: ATen's AVX2 build draws normals with its own vectorised log/sincos,
-the AVX-512 and default builds with libm). :data:`PINNED` caps all three at AVX2, the newest
-instruction set every supported x86-64 machine has, so that the same code gives the same
-bytes on any of them. The variables are read once, when torch (MKL, oneDNN) loads, so
+an AVX-512 machine trains other bits than an AVX2 machine from the same seed. Measured with
+torch 2.14.1 (``docs/reproducibility.md``): random initialisation gives the same bits at
+ATen's AVX2 and AVX-512 levels and other bits at its scalar ``default`` level; training gives
+other bits at the native AVX-512 settings than at pinned AVX2. :data:`PINNED` caps all three
+at AVX2, the newest instruction set every supported x86-64 machine has, so that the same code
+gives the same bytes on any of them. The variables are read once, when torch (MKL, oneDNN) loads, so
 :func:`pin` must run before the first ``import torch``: the CLI calls it first thing.
 
 ``FILTERDB_NUMERICS=native`` switches pinning off (the machine's own, faster kernels); what
@@ -102,12 +103,21 @@ def in_effect() -> dict[str, Any]:
     Raises
     ------
     NumericsError
-        Pinning was requested but ATen runs at another level (a CPU without AVX2, or torch
-        imported before :func:`pin`): the bytes would not be the published ones.
+        Pinning was requested but one of :data:`PINNED` is not set as pinned in the
+        environment (a library caller who skipped :func:`pin`), or ATen runs at another level
+        (a CPU without AVX2, or torch imported before :func:`pin`): the bytes would not be the
+        published ones.
     """
+    settings = requested()
+    unset = [f"{k}={os.environ.get(k)}" for k, v in settings.items() if os.environ.get(k) != v]
+    if unset:
+        raise NumericsError(
+            f"pinned numerics need {', '.join(f'{k}={v}' for k, v in settings.items())} in the "
+            f"environment before torch is imported, but {', '.join(unset)}; call "
+            f"filterdb.numerics.pin() first (the CLI does), or set {SWITCH}=native"
+        )
     import torch
 
-    settings = requested()
     capability = torch.backends.cpu.get_cpu_capability()
     if settings and capability.lower() != settings["ATEN_CPU_CAPABILITY"]:
         raise NumericsError(

@@ -57,7 +57,10 @@ def _kill_at(targets: list[Path], kill_on: list[object]) -> None:
     args = {"targets": [str(p) for p in targets], "kill_on": kill_on}
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(args)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -149,8 +152,9 @@ def test_an_unreadable_journal_of_a_dead_writer_is_named(tmp_path: Path) -> None
 
 
 def test_a_target_named_twice_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="named twice"), atomic_paths(
-        tmp_path / "a", tmp_path / "." / "a"
+    with (
+        pytest.raises(ValueError, match="named twice"),
+        atomic_paths(tmp_path / "a", tmp_path / "." / "a"),
     ):
         pass
 

@@ -129,6 +129,20 @@ class TestSettings:
     def test_nothing_to_pin_off_x86(self):
         assert requested({}, machine="aarch64") == {}
 
+    def test_training_refuses_pinned_settings_that_are_not_all_set(self):
+        # a library caller who set ATen's level by hand but skipped pin(): MKL and oneDNN are
+        # unpinned, so the record must not say pinned
+        code = "from filterdb.numerics import in_effect; in_effect()"
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            env=_env("pinned", ATEN_CPU_CAPABILITY="avx2"),
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 1 and "NumericsError" in proc.stderr
+        assert "MKL_CBWR=None" in proc.stderr and "ONEDNN_MAX_CPU_ISA=None" in proc.stderr
+        assert "pin()" in proc.stderr
+
     def test_unknown_switch_value_is_an_error(self):
         with pytest.raises(NumericsError, match="FILTERDB_NUMERICS='fast'"):
             requested({SWITCH: "fast"})
@@ -154,9 +168,15 @@ class TestCommittedBytes:
             "cpu_capability": "AVX2",
             "torch": meta["torch"],
         }
-        # the metrics file the release reads carries the same record
+        # the metrics file holds the held-out results and the checkpoint's sha256 only, for a
+        # narrow `dvc metrics show`
         metrics = json.loads((tiny_repo / "metrics" / "train" / "tiny.json").read_text())
+        assert set(metrics) == {
+            "checkpoint_sha256", "accuracy", "test_loss", "train_loss", "n_train", "n_test",
+            "epochs", "steps", "n_params",
+        }
         assert metrics["checkpoint_sha256"] == TINY_PINNED_SHA256
+        assert metrics["accuracy"] == meta["accuracy"] and metrics["n_train"] == TINY["n_train"]
 
     @pytest.mark.parametrize("arch", sorted(INIT_PINNED_SHA256))
     def test_random_init_gives_the_committed_bytes(self, arch):
@@ -187,7 +207,7 @@ class TestCommittedBytes:
 @pytest.mark.slow
 class TestPublishedCheckpoints:
     def _publish(self, repo: Path, sha256: str) -> None:
-        recipe = json.loads((repo / "metrics" / "train" / "tiny.json").read_text())
+        recipe = json.loads((repo / "models" / "tiny.json").read_text())
         manifest = {
             "version": "9.9.9",
             "checkpoints": {
@@ -217,7 +237,10 @@ class TestPublishedCheckpoints:
         message = proc.stderr.strip().splitlines()[-1]
         assert "tiny" in message and "v9.9.9" in message
         assert "pinned (ATEN_CPU_CAPABILITY=avx2" in message
-        assert "dvc pull models/tiny.pt" in message
+        assert (
+            "dvc pull models/tiny.pt && git checkout -- models/tiny.json "
+            "metrics/train/tiny.json" in message
+        )
         assert "Traceback" not in proc.stderr
         # nothing was written over the previous checkpoint
         assert _sha256(tiny_repo / "models" / "tiny.pt") == published

@@ -29,6 +29,7 @@ from filterdb.dataset.contract import (
 )
 from filterdb.dataset.flags import decode_flags, encode_flags
 from filterdb.errors import FilterDBError
+from filterdb.params import section_params
 from filterdb.version import __version__
 
 __all__ = [
@@ -136,11 +137,7 @@ class StoreParams:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> StoreParams:
         """Build from the ``store:`` section of params.yaml (unknown keys are errors)."""
-        d = dict(d or {})
-        unknown = set(d) - {"chunk_filters", "compression", "complevel"}
-        if unknown:
-            raise StoreError(f"params 'store': unknown key(s) {sorted(unknown)}")
-        return cls(**d)
+        return section_params(cls, d, "store")
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -340,6 +337,9 @@ def write_dataset(
     StoreError
         The blocks do not add up to the layer table, the layer table is not contiguous, or the
         fold scales do not match ``out_channels``.
+    filterdb._atomic.DiskFullError
+        The file system ran out of space (netCDF-C reports it as ``NetCDF: HDF error``;
+        :func:`filterdb._atomic.atomic_path` names ``path`` instead); nothing is left behind.
     """
     path = Path(path)
     n_models, n_layers = len(models), len(layers)

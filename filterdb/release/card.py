@@ -21,8 +21,14 @@ def _counts(by: Mapping[str, Any], key: str) -> list[str]:
 
 
 def _table(title: str, by: Mapping[str, Any], key: str) -> list[str]:
-    return [f"### {title}", "", f"| {key} | models | filters |", "|---|---|---|",
-            *_counts(by, key), ""]
+    return [
+        f"### {title}",
+        "",
+        f"| {key} | models | filters |",
+        "|---|---|---|",
+        *_counts(by, key),
+        "",
+    ]
 
 
 def render_card(manifest: Mapping[str, Any]) -> str:
@@ -132,7 +138,7 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         "## How to cite",
         "",
         "See `CITATION.cff` in the repository: cite filterdb (this release, `v" + v + "`) and "
-        "Gavrikov & Keuper, \"CNN Filter DB: An Empirical Investigation of Trained "
-        "Convolutional Filters\", CVPR 2022 (arXiv:2203.15331).",
+        'Gavrikov & Keuper, "CNN Filter DB: An Empirical Investigation of Trained '
+        'Convolutional Filters", CVPR 2022 (arXiv:2203.15331).',
     ]
     return "\n".join(lines) + "\n"

@@ -232,10 +232,12 @@ def _field_problems(folder: Path, m: Any) -> list[str]:
     checkpoints = m.get("checkpoints", {})
     if not (
         isinstance(checkpoints, dict)
-        and all(isinstance(r, dict) and _str_matching(r.get("sha256"), _HEX64)
-                for r in checkpoints.values())
+        and all(
+            isinstance(r, dict) and _str_matching(r.get("sha256"), _HEX64)
+            for r in checkpoints.values()
+        )
     ):
-        out.append("checkpoints is not an object of model id -> {\"sha256\": ...}")
+        out.append('checkpoints is not an object of model id -> {"sha256": ...}')
     out += _counts_problems(m["counts"])
     out += _artifacts_problems(m["artifacts"])
     return out
@@ -247,10 +249,13 @@ def _counts_problems(c: Any) -> list[str]:
     if set(c) != set(_COUNT_KEYS):
         missing = [k for k in _COUNT_KEYS if k not in c]
         extra = sorted(set(c) - set(_COUNT_KEYS))
-        return [f"counts must have exactly the keys {', '.join(_COUNT_KEYS)} "
-                f"(missing {missing or 'none'}, unknown {extra or 'none'})"]
+        return [
+            f"counts must have exactly the keys {', '.join(_COUNT_KEYS)} "
+            f"(missing {missing or 'none'}, unknown {extra or 'none'})"
+        ]
     out = [
-        f"counts.{k} {c[k]!r} is not a count" for k in ("models", "layers", "filters")
+        f"counts.{k} {c[k]!r} is not a count"
+        for k in ("models", "layers", "filters")
         if not _is_count(c[k])
     ]
     ids = c["model_ids"]
@@ -272,7 +277,7 @@ def _counts_problems(c: Any) -> list[str]:
                 and _is_count(d["models"])
                 and _is_count(d["filters"])
             ):
-                out.append(f"counts.by.{col}.{value} is not {{\"models\": N, \"filters\": N}}")
+                out.append(f'counts.by.{col}.{value} is not {{"models": N, "filters": N}}')
     return out
 
 
@@ -310,12 +315,17 @@ def _artifacts_problems(arts: Any) -> list[str]:
             ("size", _is_count, "a byte count"),
         ]
         if name.endswith(".nc"):
-            checks.append((
-                "content_hash",
-                lambda x: isinstance(x, str) and _str_matching(x.removeprefix("sha256:"), _HEX64)
-                and x.startswith("sha256:"),
-                "'sha256:' and 64 hex digits",
-            ))
+            checks.append(
+                (
+                    "content_hash",
+                    lambda x: (
+                        isinstance(x, str)
+                        and _str_matching(x.removeprefix("sha256:"), _HEX64)
+                        and x.startswith("sha256:")
+                    ),
+                    "'sha256:' and 64 hex digits",
+                )
+            )
         for key, ok, what in checks:
             if key not in a:
                 out.append(f"artifacts.{name} has no {key}")
@@ -616,8 +626,9 @@ def validate_release(
     in_dvc = _dvc_tracked(folder, artifacts)
     pulled = bool((present | listing.rejected) & in_dvc)
     # before `dvc pull`, the artifacts kept in git (e.g. croissant.json) are there all the same
-    for name in sorted((set(artifacts) if pulled else set(artifacts) - in_dvc) - present
-                       - listing.rejected):
+    for name in sorted(
+        (set(artifacts) if pulled else set(artifacts) - in_dvc) - present - listing.rejected
+    ):
         report.problems.append(f"{folder / name}: missing (listed in the manifest)")
     if present:
         _check_artifacts(folder, artifacts, present, report)

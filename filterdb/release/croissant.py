@@ -304,7 +304,9 @@ def croissant_metadata(
     if "models.csv" in artifacts:
         record_sets.append(
             _table_record_set(
-                "models", "models.csv", models,
+                "models",
+                "models.csv",
+                models,
                 "One row per model: id, meta-parameters (task, visual category, training data, "
                 "architecture, family, source, training, weight precision, BatchNorm folding, "
                 "licence of the weights), provenance, parameter and filter counts.",
@@ -313,7 +315,9 @@ def croissant_metadata(
     if "layers.csv" in artifacts:
         record_sets.append(
             _table_record_set(
-                "layers", "layers.csv", layers,
+                "layers",
+                "layers.csv",
+                layers,
                 "One row per conv layer with 3x3 filters: its model, depth, channels, groups, "
                 "and its range of the filter array (layer_first_filter, layer_filter_count).",
                 references={"model": "models/model"} if "models.csv" in artifacts else None,

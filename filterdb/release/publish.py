@@ -64,9 +64,7 @@ INPUTS = {
 DERIVED = ("models.csv", "layers.csv")
 #: params.yaml sections that shape a release's artifacts: recorded and hashed in the manifest
 #: (and the release stage's params in dvc.yaml); others, such as ``dask``, do not.
-RELEASE_PARAMS = (
-    "release", "packages", "zoo", "trained", "train", "store", "degeneracy", "shifts"
-)
+RELEASE_PARAMS = ("release", "packages", "zoo", "trained", "train", "store", "degeneracy", "shifts")
 
 
 def _artifact_entry(path: Path) -> dict[str, Any]:
@@ -95,31 +93,47 @@ def _git_revision(cwd: Path) -> tuple[str, bool]:
         return "unknown", False
 
 
-#: Where the train stage leaves each trained model's metrics (checkpoint sha256 included).
+#: Where the train stage leaves each trained model's checkpoint and its record (``ID.json``:
+#: checkpoint sha256, recipe digest, numerics), unless the entry names another ``models_dir``.
+MODELS_DIR = "models"
+#: Where it leaves the held-out results and the checkpoint's sha256 (a release dependency).
 TRAIN_METRICS = "metrics/train"
 
 
 def checkpoint_records(root: Path, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """What the manifest records of each model trained here, from ``metrics/train/ID.json``.
+    """What the manifest records of each model trained here, from ``models/ID.json``.
 
     ``sha256`` of the checkpoint, ``recipe_sha256`` (settings and training code) and the
     ``numerics`` it was trained with: the train stage of a later rebuild must give these bytes
-    for this recipe (:mod:`filterdb.train.checkpoints`). Models whose metrics predate the
-    record are left out.
+    for this recipe (:mod:`filterdb.train.checkpoints`). Models whose record predates these
+    fields are left out.
     """
     records = {}
-    for model_id in params.get("trained") or {}:
-        path = root / TRAIN_METRICS / f"{model_id}.json"
+    for model_id, entry in (params.get("trained") or {}).items():
+        folder = (entry or {}).get("models_dir") or MODELS_DIR
+        path = root / folder / f"{model_id}.json"
         try:
-            metrics = json.loads(path.read_text())
+            record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(metrics, dict) and "checkpoint_sha256" in metrics:
-            records[model_id] = {
-                "sha256": metrics["checkpoint_sha256"],
-                "recipe_sha256": metrics.get("recipe_sha256"),
-                "numerics": metrics.get("numerics"),
-            }
+        if not (isinstance(record, dict) and "checkpoint_sha256" in record):
+            continue
+        results = root / TRAIN_METRICS / f"{model_id}.json"
+        try:
+            listed = json.loads(results.read_text()).get("checkpoint_sha256")
+        except (OSError, ValueError, AttributeError):
+            listed = None
+        if listed is not None and listed != record["checkpoint_sha256"]:
+            raise ReleaseError(
+                f"{path}: checkpoint_sha256 {record['checkpoint_sha256'][:12]}… differs from "
+                f"{results}'s {str(listed)[:12]}…: one of them is stale; re-run "
+                f"`dvc repro train@{model_id}`"
+            )
+        records[model_id] = {
+            "sha256": record["checkpoint_sha256"],
+            "recipe_sha256": record.get("recipe_sha256"),
+            "numerics": record.get("numerics"),
+        }
     return dict(sorted(records.items()))
 
 
@@ -270,8 +284,9 @@ def _same_content(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
         arts = m.get("artifacts")
         if not isinstance(arts, Mapping):
             return {}
-        return {k: (v.get("sha256"), v.get("size")) for k, v in arts.items()
-                if isinstance(v, Mapping)}
+        return {
+            k: (v.get("sha256"), v.get("size")) for k, v in arts.items() if isinstance(v, Mapping)
+        }
 
     return digests(old) == digests(new) and old.get("params_sha256") == new.get("params_sha256")
 
@@ -280,9 +295,16 @@ def _published(root: Path, manifest: Path) -> bool:
     """A version is published once its manifest is committed to git."""
     try:
         proc = subprocess.run(
-            ["git", "ls-files", "--error-unmatch", str(manifest.resolve().relative_to(
-                root.resolve()))],
-            cwd=root, capture_output=True, text=True, check=False,
+            [
+                "git",
+                "ls-files",
+                "--error-unmatch",
+                str(manifest.resolve().relative_to(root.resolve())),
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     except (OSError, ValueError):
         return False
@@ -292,8 +314,10 @@ def _published(root: Path, manifest: Path) -> bool:
 def _changed_message(version: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     o, n = old.get("artifacts") or {}, new.get("artifacts") or {}
     differ = sorted(
-        k for k in set(o) | set(n)
-        if not isinstance(o.get(k), Mapping) or not isinstance(n.get(k), Mapping)
+        k
+        for k in set(o) | set(n)
+        if not isinstance(o.get(k), Mapping)
+        or not isinstance(n.get(k), Mapping)
         or o[k].get("sha256") != n[k].get("sha256")
     )
     what = ", ".join(differ[:8]) + (f" and {len(differ) - 8} more" if len(differ) > 8 else "")

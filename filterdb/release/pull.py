@@ -86,8 +86,17 @@ def _from_remote(repo: Path, version: str, artifacts: Mapping[str, Any], out: Pa
     tops = sorted({name.split("/", 1)[0] for name in artifacts})
     for top in tops:
         proc = _run(
-            ["dvc", "get", str(repo), f"releases/{tag}/{top}", "--rev", tag, "-o", str(out / top),
-             *extra],
+            [
+                "dvc",
+                "get",
+                str(repo),
+                f"releases/{tag}/{top}",
+                "--rev",
+                tag,
+                "-o",
+                str(out / top),
+                *extra,
+            ],
             repo,
             check=False,
         )
@@ -116,15 +125,14 @@ def _rebuild(repo: Path, version: str, out: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def pull_release(
-    version: str, repo: str | os.PathLike[str] = ".", rebuild: bool = False
-) -> Path:
+def pull_release(version: str, repo: str | os.PathLike[str] = ".", rebuild: bool = False) -> Path:
     """Put the artifacts of published ``version`` into ``releases/vVERSION``, verified.
 
     Parameters
     ----------
     version : str
-        ``0.2.0`` or ``v0.2.0``.
+        ``0.2.0``, ``v0.2.0`` or the release folder's path, ``releases/v0.2.0`` (what
+        ``dvc pull`` cannot take: the folder holds several outputs and git-tracked files).
     repo : path-like
         The repository (a clone with the tags).
     rebuild : bool
@@ -145,7 +153,7 @@ def pull_release(
     from filterdb.release.publish import recover_release_folder
     from filterdb.release.versions import normalize_version
 
-    version = normalize_version(version)
+    version = normalize_version(Path(version).name if "/" in str(version) else version)
     repo = Path(repo).resolve()
     manifest = tagged_manifest(repo, version)
     artifacts = manifest["artifacts"]

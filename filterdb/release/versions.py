@@ -4,14 +4,10 @@ release error (shared by building, validating and pulling releases; imports noth
 
 from __future__ import annotations
 
-import re
-
 from filterdb.errors import FilterDBError
+from filterdb.version import SEMVER, version_key
 
 __all__ = ["SEMVER", "ReleaseError", "normalize_version", "version_key"]
-
-#: A release version, ``X.Y.Z`` with an optional ``v`` and pre-release suffix.
-SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?")
 
 
 class ReleaseError(FilterDBError, ValueError):
@@ -30,16 +26,3 @@ def normalize_version(version: str) -> str:
     if not m:
         raise ReleaseError(f"release version {version!r} is not a semantic version (X.Y.Z)")
     return str(version).removeprefix("v")
-
-
-def version_key(version: str) -> tuple[int, int, int, str]:
-    """Sort key of a semantic version (a pre-release sorts before its release).
-
-    Examples
-    --------
-    >>> sorted(["1.10.0", "1.2.0", "1.2.0-rc1"], key=version_key)
-    ['1.2.0-rc1', '1.2.0', '1.10.0']
-    """
-    m = SEMVER.fullmatch(version)
-    assert m
-    return int(m[1]), int(m[2]), int(m[3]), m[4] or "~"  # a pre-release sorts before the release

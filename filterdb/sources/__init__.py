@@ -7,8 +7,6 @@ sources plug in with :func:`register_source` without touching the extraction cod
 
 from __future__ import annotations
 
-import fnmatch
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,15 +14,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from filterdb.errors import FilterDBError
+from filterdb.registry import Registry
 
 if TYPE_CHECKING:  # torch is imported by the sources that need it, not by the registry
     import torch
 
 __all__ = [
+    "SOURCES",
     "GraphConv",
     "LoadedModel",
     "ModelLoadError",
     "SourceLoader",
+    "SourceSpec",
     "get_source",
     "list_sources",
     "load_model",
@@ -125,8 +126,29 @@ class SourceLoader(Protocol):
     def __call__(self, model_id: str, entry: Mapping[str, Any]) -> LoadedModel: ...
 
 
-_SOURCES: dict[str, SourceLoader] = {}
-_ENTRY_KEYS: dict[str, frozenset[str]] = {}
+@dataclass(frozen=True)
+class SourceSpec:
+    """A registered source: its loader and the entry keys it accepts."""
+
+    loader: SourceLoader
+    keys: frozenset[str]
+
+
+# Built-in sources are imported on first use, so that reading a package's weights never pays
+# for importing timm; each module registers itself with @register_source.
+SOURCES: Registry[SourceSpec] = Registry(
+    "model source",
+    error=ModelLoadError,
+    builtin={
+        "checkpoint": "filterdb.sources.checkpoint",
+        "keras": "filterdb.sources.keras_reader",
+        "onnx": "filterdb.sources.onnx_reader",
+        "package": "filterdb.sources.package",
+        "tfjs": "filterdb.sources.tfjs_reader",
+        "timm": "filterdb.sources.timm_source",
+        "trained": "filterdb.sources.trained",
+    },
+)
 
 
 def register_source(
@@ -143,47 +165,31 @@ def register_source(
     """
 
     def decorate(fn: SourceLoader) -> SourceLoader:
-        _SOURCES[name] = fn
-        _ENTRY_KEYS[name] = frozenset(keys)
+        SOURCES.register(name, SourceSpec(fn, frozenset(keys)))
         return fn
 
     return decorate
 
 
-# Built-in sources are imported on first use, so that reading a package's weights never pays
-# for importing timm; each module registers itself with @register_source.
-_BUILTIN = {
-    "checkpoint": "filterdb.sources.checkpoint",
-    "keras": "filterdb.sources.keras_reader",
-    "onnx": "filterdb.sources.onnx_reader",
-    "package": "filterdb.sources.package",
-    "tfjs": "filterdb.sources.tfjs_reader",
-    "timm": "filterdb.sources.timm_source",
-    "trained": "filterdb.sources.trained",
-}
-
-
 def list_sources(pattern: str = "*") -> list[str]:
-    """Names of the known sources (built-in and registered) matching a glob ``pattern``."""
-    return sorted(n for n in {*_BUILTIN, *_SOURCES} if fnmatch.fnmatch(n, pattern))
+    """Names of the known sources (built-in and registered) matching a glob ``pattern``.
+
+    Examples
+    --------
+    >>> list_sources("t*")
+    ['tfjs', 'timm', 'trained']
+    """
+    return SOURCES.names(pattern)
 
 
 def get_source(name: str) -> SourceLoader:
     """The loader registered as ``name``; a clear error lists the known ones."""
-    if name not in _SOURCES and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    try:
-        return _SOURCES[name]
-    except KeyError:
-        raise ModelLoadError(
-            f"unknown model source {name!r}; known sources: {', '.join(list_sources())}"
-        ) from None
+    return SOURCES.get(name).loader
 
 
 def source_keys(name: str) -> frozenset[str]:
     """The entry keys accepted by source ``name``."""
-    get_source(name)
-    return _ENTRY_KEYS[name]
+    return SOURCES.get(name).keys
 
 
 def load_model(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
@@ -203,13 +209,13 @@ def load_model(model_id: str, entry: Mapping[str, Any]) -> LoadedModel:
     if "source" not in entry:
         raise ModelLoadError(f"zoo entry {model_id!r} has no 'source' key")
     name = entry["source"]
-    loader = get_source(name)
+    spec = SOURCES.get(name)
     # `provenance` (licence, paper ids, hub id) is documentation, not loading instructions
     rest = {k: v for k, v in entry.items() if k not in ("source", "meta", "provenance")}
-    unknown = sorted(set(rest) - _ENTRY_KEYS[name])
+    unknown = sorted(set(rest) - spec.keys)
     if unknown:
         raise ModelLoadError(
             f"zoo entry {model_id!r}: unknown key(s) {unknown} for source {name!r}; "
-            f"allowed: {sorted(_ENTRY_KEYS[name])}"
+            f"allowed: {sorted(spec.keys)}"
         )
-    return loader(model_id, rest)
+    return spec.loader(model_id, rest)

@@ -36,7 +36,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,7 @@ from filterdb.dataset.reading import (
     ordered_map,
 )
 from filterdb.errors import InputError
+from filterdb.params import section_params
 
 __all__ = [
     "DegeneracyParams",
@@ -87,15 +88,6 @@ def blas_limit(threads: int | None) -> contextlib.AbstractContextManager[Any]:
     if threads is None:
         return contextlib.nullcontext()
     return threadpool_limits(limits=int(threads), user_api="blas")
-
-
-def _from_mapping(cls: type, values: Mapping[str, Any] | None, section: str) -> Any:
-    values = dict(values or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InputError(f"unknown keys in params {section!r}: {unknown}; known: {sorted(known)}")
-    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -147,7 +139,7 @@ class DegeneracyParams:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DegeneracyParams:
         """Build from a mapping (e.g. ``params.yaml: degeneracy``); unknown keys raise."""
-        return _from_mapping(cls, values, "degeneracy")
+        return section_params(cls, values, "degeneracy")
 
     @classmethod
     def coerce(cls, params: DegeneracyParams | Mapping[str, Any] | None) -> DegeneracyParams:

@@ -36,7 +36,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from filterdb.dataset.reading import chunk_size_of, iter_chunks, iter_layers, layer_table
-from filterdb.errors import InputError
+from filterdb.params import section_params
 from filterdb.stats.degeneracy import (
     DegeneracyParams,
     _DegeneracyPass,
@@ -146,12 +146,7 @@ class DaskParams:
         >>> DaskParams.from_dict({"scheduler": "tcp://10.0.0.1:8786"}).partition_filters is None
         True
         """
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"unknown keys in params 'dask': {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return section_params(cls, values, "dask")
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,7 +589,9 @@ def write_stats_dask(
         ``data/filters.nc``.
     degeneracy_nc, degeneracy_json, shifts_nc : path-like
         Outputs (``stats/degeneracy.nc``, ``metrics/degeneracy.json`` or None,
-        ``stats/shifts.nc``), each written atomically.
+        ``stats/shifts.nc``), committed as one set by
+        :func:`filterdb.stats.shifts.write_results` (:func:`filterdb._atomic.atomic_paths`:
+        the previous set or the new one, even if the process is killed while renaming).
     degeneracy_params, shifts_params, scheduler, partition_filters
         As :func:`compute_stats_dask`.
 

@@ -56,19 +56,19 @@ Conventions and edge cases:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from filterdb._atomic import atomic_path, write_atomic_netcdf
+from filterdb._atomic import atomic_paths, disk_full_as_error, write_atomic_netcdf
 from filterdb.dataset.reading import (
     FoldScales,
     check_filter_view,
@@ -81,6 +81,7 @@ from filterdb.dataset.reading import (
     tap,
 )
 from filterdb.errors import InputError
+from filterdb.params import section_params
 from filterdb.stats.degeneracy import (
     DegeneracyParams,
     ScatterAccumulator,
@@ -221,12 +222,7 @@ class ShiftsParams:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ShiftsParams:
         """Build from a mapping (e.g. ``params.yaml: shifts``); unknown keys raise."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"unknown keys in params 'shifts': {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return section_params(cls, values, "shifts")
 
     @classmethod
     def coerce(cls, params: ShiftsParams | Mapping[str, Any] | None) -> ShiftsParams:
@@ -749,9 +745,9 @@ def axis_groups(
 # the passes
 
 
-def model_roles(ds: xr.Dataset, params: ShiftsParams | Mapping[str, Any] | None = None) -> (
-    np.ndarray
-):
+def model_roles(
+    ds: xr.Dataset, params: ShiftsParams | Mapping[str, Any] | None = None
+) -> np.ndarray:
     """Each model's role in the statistics under ``params.population``.
 
     Returns
@@ -775,9 +771,7 @@ def model_roles(ds: xr.Dataset, params: ShiftsParams | Mapping[str, Any] | None 
     return np.where(grp == 1, _FIT, np.where(grp == 0, _PROJECTED, _OUT)).astype(np.int8)
 
 
-def _apply_sign_rule(
-    pca: StreamingPCA, rng: CoefficientRange, rule: str
-) -> CoefficientRange:
+def _apply_sign_rule(pca: StreamingPCA, rng: CoefficientRange, rule: str) -> CoefficientRange:
     """Flip ``pca`` to ``rule`` (it is v-based after ``finalize``); returns the range after the
     flip (finalized). ``rng`` holds the coefficients of the v-based basis."""
     if rule == "v-based":
@@ -814,9 +808,7 @@ class _ShiftsPasses:
         roles = model_roles(ds, params)
         # models beyond the model table have no training value: out of a trained population
         pad = _FIT if params.population == "all" else _OUT
-        self.model_role = np.concatenate(
-            [roles, np.full(self.n_models - roles.size, pad, np.int8)]
-        )
+        self.model_role = np.concatenate([roles, np.full(self.n_models - roles.size, pad, np.int8)])
         self.layer_role = self.model_role[self.layer_model] if n_layers else np.zeros(0, np.int8)
         # with population 'all' nothing is masked: every finite filter is in the PCA and range
         self.masked = params.population != "all"
@@ -1285,22 +1277,34 @@ def write_results(
 ) -> dict[str, Any]:
     """Write computed statistics as one set: both netCDF files and the degeneracy summary.
 
-    Every file is written to a temporary sibling first; only when all of them are complete are
-    they renamed into place (three renames in a row), so a failure or a kill while writing, which
-    is nearly all of the time, leaves the previous set whole (not a degeneracy file of one input
-    beside shift files of another).
+    Every file is written to a temporary sibling first and the set is committed with
+    :func:`filterdb._atomic.atomic_paths`: renamed into place only when all are complete, under a
+    journal that the next run completes if this one is killed between the renames. So the
+    outputs are always the previous set or the new one, never a degeneracy file of one input
+    beside shift files of another.
 
     Returns
     -------
     dict
         The degeneracy summary (also written to ``degeneracy_json`` when given).
+
+    Raises
+    ------
+    filterdb._atomic.DiskFullError
+        A file could not be written for lack of space (named; the previous set stays).
     """
     summary = degeneracy_summary(deg)
-    with contextlib.ExitStack() as stack:  # renames happen on exit, after every write succeeded
-        deg.to_netcdf(stack.enter_context(atomic_path(degeneracy_nc)))
-        shifts.to_netcdf(stack.enter_context(atomic_path(shifts_nc)))
+    targets = [Path(degeneracy_nc), Path(shifts_nc)]
+    if degeneracy_json is not None:
+        targets.append(Path(degeneracy_json))
+    with atomic_paths(*targets) as temps:  # renames on exit, after every write succeeded
+        with disk_full_as_error(targets[0], temps[0]):
+            deg.to_netcdf(temps[0])
+        with disk_full_as_error(targets[1], temps[1]):
+            shifts.to_netcdf(temps[1])
         if degeneracy_json is not None:
-            stack.enter_context(atomic_path(degeneracy_json)).write_text(
-                json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
+            with disk_full_as_error(targets[2], temps[2]):
+                temps[2].write_text(
+                    json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+                )
     return summary

@@ -18,13 +18,15 @@ import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from filterdb.errors import FilterDBError
+from filterdb.version import SEMVER, version_key
 
 __all__ = [
     "ACCEPT_NEW",
     "CheckpointMismatchError",
+    "PublishedLookupError",
     "check_published",
     "code_digest",
     "published_record",
@@ -37,6 +39,9 @@ ACCEPT_NEW = "FILTERDB_NEW_CHECKPOINTS"
 #: Entry keys that do not change what is trained (labels, where files live).
 _NOT_RECIPE = frozenset({"source", "meta", "root", "models_dir"})
 
+#: Files of ``train/`` that do not change what is trained.
+_NOT_CODE = frozenset({"checkpoints.py"})
+
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -47,13 +52,17 @@ class CheckpointMismatchError(FilterDBError):
 def code_digest() -> str:
     """sha256 over the source of the training code and the numerics settings.
 
+    This module (the check's own messages) is left out: rewording a message does not change
+    what is trained.
+
     Examples
     --------
     >>> len(code_digest())
     64
     """
     h = hashlib.sha256()
-    files = [*sorted((_PACKAGE / "train").glob("*.py")), _PACKAGE / "numerics.py"]
+    train = [p for p in sorted((_PACKAGE / "train").glob("*.py")) if p.name not in _NOT_CODE]
+    files = [*train, _PACKAGE / "numerics.py"]
     for path in files:
         h.update(f"{path.relative_to(_PACKAGE).as_posix()}\0".encode())
         h.update(path.read_bytes())
@@ -83,41 +92,54 @@ def recipe_digest(entry: Mapping[str, Any], code: str | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class PublishedLookupError(FilterDBError):
+    """The published releases cannot be read (no ``git`` executable)."""
+
+
+def _git(args: list[str], root: Path) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    except OSError as exc:  # no git at all: the published records cannot be known
+        raise PublishedLookupError(
+            f"cannot run git in {root} ({exc.strerror or exc}): the published releases' "
+            "checkpoint records cannot be read, so a rebuilt checkpoint cannot be checked "
+            "against them; install git"
+        ) from None
+
+
 def _committed_manifests(root: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(version, manifest) of every release whose manifest is committed at HEAD."""
-    proc = subprocess.run(
-        ["git", "ls-files", "--", "releases/*/manifest.json"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    """(version, manifest) of every release whose manifest is committed at HEAD.
+
+    Outside a git repository (or without commits) there are none.
+    """
+    proc = _git(["ls-files", "--", "releases/*/manifest.json"], root)
     out = []
     for rel in proc.stdout.split() if proc.returncode == 0 else []:
-        shown = subprocess.run(
-            ["git", "show", f"HEAD:{rel}"], cwd=root, capture_output=True, text=True, check=False
-        )
+        shown = _git(["show", f"HEAD:{rel}"], root)
         try:
             manifest = json.loads(shown.stdout) if shown.returncode == 0 else None
         except ValueError:
             manifest = None
-        if isinstance(manifest, dict) and isinstance(manifest.get("version"), str):
-            out.append((manifest["version"], manifest))
+        version = manifest.get("version") if isinstance(manifest, dict) else None
+        if isinstance(version, str) and SEMVER.fullmatch(version):
+            out.append((version, manifest))
     return out
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
-
-
 def published_record(model_id: str, root: str | os.PathLike[str] = ".") -> tuple[str, dict] | None:
-    """The newest published release's record of ``model_id``: ``(version, record)`` or None."""
+    """The newest published release's record of ``model_id``: ``(version, record)`` or None.
+
+    Raises
+    ------
+    PublishedLookupError
+        ``git`` cannot be run.
+    """
     found = []
     for version, manifest in _committed_manifests(Path(root)):
         record = (manifest.get("checkpoints") or {}).get(model_id)
         if isinstance(record, dict):
             found.append((version, record))
-    return max(found, key=lambda vr: _version_key(vr[0])) if found else None
+    return max(found, key=lambda vr: version_key(vr[0])) if found else None
 
 
 def _settings(numerics: Mapping[str, Any]) -> str:
@@ -134,8 +156,21 @@ def check_published(
     recipe: str,
     numerics: Mapping[str, Any],
     root: str | os.PathLike[str] = ".",
+    found: tuple[str, dict[str, Any]] | Literal["lookup"] | None = "lookup",
 ) -> str | None:
     """Refuse a checkpoint whose recipe was published with other bytes.
+
+    Parameters
+    ----------
+    model_id, sha256, recipe : str
+        The model, its checkpoint's sha256 and :func:`recipe_digest`.
+    numerics : mapping
+        What the run used (:func:`filterdb.numerics.in_effect`), for the message.
+    root : path-like
+        The repository whose committed releases hold the records.
+    found : (version, record) or None, optional
+        :func:`published_record` of ``model_id``, when the caller looked it up before training
+        (so that a failing lookup stops it before the work); looked up here by default.
 
     Returns
     -------
@@ -148,7 +183,8 @@ def check_published(
     CheckpointMismatchError
         Same recipe as the newest published record, other bytes.
     """
-    found = published_record(model_id, root)
+    if found == "lookup":
+        found = published_record(model_id, root)
     if found is None:
         return None
     version, record = found
@@ -162,7 +198,8 @@ def check_published(
         f"{model_id}: training gave other bytes than release v{version} published for the same "
         f"recipe (sha256 {sha256[:12]}… vs {str(record.get('sha256'))[:12]}…); this run: "
         f"{_settings(numerics)}; published: {_settings(record.get('numerics') or {})}. "
-        f"Get the published checkpoint instead: `dvc pull models/{model_id}.pt` (dvc.lock "
-        "names it; `dvc repro` then keeps it), or set "
-        f"{ACCEPT_NEW}=1 to keep the new bytes and bump release.version"
+        "Get the published checkpoint instead (dvc.lock names it, and `dvc repro` then keeps "
+        f"it): `dvc pull models/{model_id}.pt && git checkout -- models/{model_id}.json "
+        f"metrics/train/{model_id}.json`; or set {ACCEPT_NEW}=1 to keep the new bytes and bump "
+        "release.version"
     )

@@ -35,7 +35,6 @@ whole split in file order.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from filterdb.registry import Registry
+
 __all__ = [
+    "DATASETS",
     "DatasetSpec",
     "DatasetSplits",
     "get_dataset_spec",
@@ -152,7 +154,8 @@ class DatasetSplits:
 
 Arrays = tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]
 _Loader = Callable[..., Arrays]
-_REGISTRY: dict[str, tuple[DatasetSpec, _Loader]] = {}
+#: Registered datasets: name -> (spec, loader).
+DATASETS: Registry[tuple[DatasetSpec, _Loader]] = Registry("dataset")
 
 
 def register_dataset(spec: DatasetSpec) -> Callable[[_Loader], _Loader]:
@@ -164,7 +167,7 @@ def register_dataset(spec: DatasetSpec) -> Callable[[_Loader], _Loader]:
     """
 
     def decorate(fn: _Loader) -> _Loader:
-        _REGISTRY[spec.name] = (spec, fn)
+        DATASETS.register(spec.name, (spec, fn))
         return fn
 
     return decorate
@@ -178,7 +181,7 @@ def list_datasets(pattern: str = "*") -> list[str]:
     >>> "mnist-5k" in list_datasets("mnist*")
     True
     """
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return DATASETS.names(pattern)
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
@@ -189,12 +192,7 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     KeyError
         Unknown name; the message lists the known ones.
     """
-    try:
-        return _REGISTRY[name][0]
-    except KeyError:
-        raise KeyError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}"
-        ) from None
+    return DATASETS.get(name)[0]
 
 
 def load_dataset(
@@ -226,8 +224,7 @@ def load_dataset(
     >>> tuple(d.x_train.shape), d.spec.n_classes
     ((100, 1, 8, 8), 10)
     """
-    spec = get_dataset_spec(name)
-    loader = _REGISTRY[name][1]
+    spec, loader = DATASETS.get(name)
     if spec.needs_root and root is None:
         raise ValueError(
             f"dataset {name!r} is read from torchvision's folder layout on disk: give 'root' "

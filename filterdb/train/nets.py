@@ -19,7 +19,6 @@ papers):
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from filterdb.registry import Registry
+
 __all__ = [
+    "ARCHS",
     "ArchSpec",
     "ConvAutoEncoder",
     "MobileNetLike",
@@ -64,7 +66,8 @@ class ArchSpec:
     family: str
 
 
-_ARCHS: dict[str, ArchSpec] = {}
+#: Registered architectures.
+ARCHS: Registry[ArchSpec] = Registry("architecture")
 
 
 def register_arch(
@@ -73,7 +76,7 @@ def register_arch(
     """Register a constructor ``(in_channels, n_classes, width=...)`` under ``name`` (decorator)."""
 
     def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _ARCHS[name] = ArchSpec(name, fn, task, family or name)
+        ARCHS.register(name, ArchSpec(name, fn, task, family or name))
         return fn
 
     return decorate
@@ -87,17 +90,12 @@ def list_archs(pattern: str = "*") -> list[str]:
     >>> list_archs("resnet*")
     ['resnet14', 'resnet9']
     """
-    return sorted(n for n in _ARCHS if fnmatch.fnmatch(n, pattern))
+    return ARCHS.names(pattern)
 
 
 def get_arch(name: str) -> ArchSpec:
     """The :class:`ArchSpec` registered as ``name``; unknown names list the known ones."""
-    try:
-        return _ARCHS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown architecture {name!r}; known architectures: {', '.join(list_archs())}"
-        ) from None
+    return ARCHS.get(name)
 
 
 def default_width(name: str) -> int | None:

@@ -32,7 +32,7 @@ from torch import nn
 from filterdb import numerics as _numerics
 from filterdb._atomic import atomic_path
 from filterdb.errors import InputError
-from filterdb.train.checkpoints import check_published, recipe_digest
+from filterdb.train.checkpoints import check_published, published_record, recipe_digest
 from filterdb.train.data import DatasetSplits, get_dataset_spec, load_dataset
 from filterdb.train.nets import build_net, default_width, get_arch
 
@@ -305,6 +305,35 @@ def train(
 #: Keys of the training metrics that are measurements of this run (``MODEL.timing.json``).
 TIMING_KEYS = ("seconds", "cpu_seconds")
 
+#: Keys of the training metrics that are held-out results and sizes: ``metrics/train/MODEL.json``
+#: holds only these (a narrow ``dvc metrics show`` table) and the checkpoint's sha256 (so that
+#: the file, a dependency of the release stage, changes whenever the checkpoint does); the
+#: provenance (settings, recipe digest, numerics) stays in ``models/MODEL.json``.
+RESULT_KEYS = (
+    "checkpoint_sha256",
+    "accuracy",
+    "test_loss",
+    "reconstruction_mse",
+    "noisy_input_mse",
+    "train_loss",
+    "n_train",
+    "n_test",
+    "epochs",
+    "steps",
+    "n_params",
+)
+
+
+def result_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The held-out results of :func:`train_entry`'s metrics (:data:`RESULT_KEYS` present).
+
+    Examples
+    --------
+    >>> result_metrics({"accuracy": 0.98, "arch": "resnet9", "recipe_sha256": "ab"})
+    {'accuracy': 0.98}
+    """
+    return {k: metrics[k] for k in RESULT_KEYS if k in metrics}
+
 
 def atomic_save(obj: Any, path: Path) -> str:
     """Write a state dict (``torch.save``) or, for a ``.json`` path, a dict atomically.
@@ -403,6 +432,8 @@ def train_entry(
     """
     config = _config_from_entry(model_id, entry)
     numerics = _numerics.in_effect()  # refuses pinned settings torch did not take
+    recipe = recipe_digest(entry)
+    published = published_record(model_id, root)  # before the work: needs git
     data = load_dataset(
         entry["dataset"],
         n_train=entry.get("n_train"),
@@ -441,9 +472,8 @@ def train_entry(
     torch.save(state, buf)
     checkpoint = buf.getvalue()
     sha256 = hashlib.sha256(checkpoint).hexdigest()
-    recipe = recipe_digest(entry)
     # before anything is written: other bytes than a published release's stop here
-    check_published(model_id, sha256, recipe, numerics, root=root)
+    check_published(model_id, sha256, recipe, numerics, root=root, found=published)
     metrics.update(checkpoint_sha256=sha256, recipe_sha256=recipe, numerics=numerics)
     with atomic_path(out_dir / f"{model_id}.pt") as tmp:
         tmp.write_bytes(checkpoint)

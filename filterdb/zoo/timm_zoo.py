@@ -11,7 +11,7 @@
   architecture; :func:`summary` projects models, layers, filters and bytes for a selection.
 - :func:`filter_available` / :func:`weights_dir_overrides`: keep only models whose weights are
   on this machine, or point entries at local stand-in files.
-- :func:`write_zoo`: writes ``zoo:`` YAML that :func:`filterdb.zoo.entries.load_params` accepts,
+- :func:`write_zoo`: writes ``zoo:`` YAML that :func:`filterdb.params.load_params` accepts,
   atomically, with unmapped tags, skipped and dropped models listed in comments.
 """
 
@@ -807,7 +807,7 @@ def write_zoo(
     Parameters
     ----------
     path : path-like
-        Output YAML; readable by :func:`filterdb.zoo.entries.load_params`.
+        Output YAML; readable by :func:`filterdb.params.load_params`.
     entries : mapping
         Model id -> entry (a ``provenance`` block in an entry is written per ``provenance``).
     unmapped : sequence of str

@@ -16,6 +16,8 @@
 The conversion streams: every layer's contiguous filter range is read in blocks of at most
 ``chunk_filters`` rows, so memory is bounded by the block, not by the 105 GB file. Casting the
 float64 upstream weights to float32 is the one lossy step; it matches filterdb's float32 contract.
+A layer with NaN or Inf weights (or values beyond float32's range) stops the import with an error
+naming the model, the layer and the count, and nothing is written, as for extracted models.
 
 Labels are mapped to ``filterdb/validate/schemas/vocabularies.yaml`` through the alias tables below
 (data, not code), with the known corrections of METHODS.md section 4 applied:
@@ -81,6 +83,7 @@ __all__ = [
     "ImportReport",
     "Unmapped",
     "UpstreamFormatError",
+    "UpstreamWeightsError",
     "import_upstream",
     "map_label",
     "read_meta",
@@ -216,6 +219,10 @@ COLUMN_ROLES: dict[str, tuple[str, ...]] = {
 
 class UpstreamFormatError(FilterDBError, ValueError):
     """The file does not have the CNN Filter DB v1.0.0 layout (the message says what is wrong)."""
+
+
+class UpstreamWeightsError(FilterDBError, ValueError):
+    """A layer's weights hold NaN or Inf (the message names the file, model, layer and count)."""
 
 
 @dataclass
@@ -573,8 +580,12 @@ def _model_meta(
     from filterdb.validate.schema import load_vocabularies
 
     vocab = load_vocabularies()
-    for name, value in (("task", "unknown"), ("visual_category", "unknown"),
-                        ("training_dataset", "unknown"), ("family", "other")):
+    for name, value in (
+        ("task", "unknown"),
+        ("visual_category", "unknown"),
+        ("training_dataset", "unknown"),
+        ("family", "other"),
+    ):
         if value not in vocab[name]:  # pragma: no cover - guards an edited vocabulary file
             raise RuntimeError(
                 f"filterdb/validate/schemas/vocabularies.yaml: {name} lacks {value!r}"
@@ -582,6 +593,7 @@ def _model_meta(
     unmapped = _Unmapped()
     rows = []
     for (_, row), mid in zip(firsts.iterrows(), ids, strict=True):
+
         def get(role: str, _row: pd.Series = row) -> Any:
             col = cols[role]
             return _row[col] if col else None
@@ -609,8 +621,13 @@ def _model_meta(
         names = " ".join(str(x) for x in (get("model"), get("name"), mid) if _norm(x) is not None)
         if vc == "medical-ct" and NITRC_RE.search(names):
             report.corrections.append(
-                Correction(mid, "visual_category", str(raw), "medical-mri",
-                           "compnet_..._NITRC_... models are MRI (METHODS.md section 4)")
+                Correction(
+                    mid,
+                    "visual_category",
+                    str(raw),
+                    "medical-mri",
+                    "compnet_..._NITRC_... models are MRI (METHODS.md section 4)",
+                )
             )
             vc = "medical-mri"
         if vc is None:
@@ -645,8 +662,13 @@ def _model_meta(
         family = _family(backbone, network, get("name"), get("model"))
         if family is None:
             family = "other"
-            unmapped.add("family", cols["backbone"] or cols["network"], backbone if _norm(backbone)
-                         else network, family, mid)
+            unmapped.add(
+                "family",
+                cols["backbone"] or cols["network"],
+                backbone if _norm(backbone) else network,
+                family,
+                mid,
+            )
         out["family"] = family
 
         # training method
@@ -674,9 +696,7 @@ def _model_meta(
     return pd.DataFrame(rows, index=pd.Index(ids, name="model"))
 
 
-def _channels(
-    n: int, cin: Any, cout: Any
-) -> tuple[int, int, int, str | None]:
+def _channels(n: int, cin: Any, cout: Any) -> tuple[int, int, int, str | None]:
     """(in, out, groups, reason for a fallback or None) for a layer of ``n`` 3x3 filters."""
 
     def as_int(x: Any) -> int | None:
@@ -751,8 +771,9 @@ def _layers(
     cout = meta[cols["out_channels"]].to_numpy() if cols["out_channels"] else [None] * len(meta)
     model_names = list(ids.values())
     ins, outs, groups = [], [], []
-    for r, n, rank, lid in zip(table["row"], table["count"], table["rank"], table["layer_id"],
-                               strict=True):
+    for r, n, rank, lid in zip(
+        table["row"], table["count"], table["rank"], table["layer_id"], strict=True
+    ):
         i, o, g, reason = _channels(int(n), cin[r], cout[r])
         ins.append(i)
         outs.append(o)
@@ -760,10 +781,15 @@ def _layers(
         if reason is not None:
             report.channel_fallbacks.append(
                 {
-                    "model": model_names[rank], "layer_id": str(lid), "filters": int(n),
+                    "model": model_names[rank],
+                    "layer_id": str(lid),
+                    "filters": int(n),
                     "upstream_in_channels": _jsonable(cin[r]),
                     "upstream_out_channels": _jsonable(cout[r]),
-                    "in_channels": i, "out_channels": o, "groups": g, "reason": reason,
+                    "in_channels": i,
+                    "out_channels": o,
+                    "groups": g,
+                    "reason": reason,
                 }
             )
     first = np.concatenate([[0], np.cumsum(table["count"].to_numpy())[:-1]]).astype(np.int64)
@@ -826,20 +852,49 @@ def _kernel_counts(
 
 
 def _blocks(
-    node: h5py.Dataset, starts: np.ndarray, counts: np.ndarray, chunk: int, progress: bool
+    path: Path,
+    node: h5py.Dataset,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    labels: Sequence[tuple[str, str]],
+    chunk: int,
+    progress: bool,
 ) -> Iterator[np.ndarray]:
-    """Each layer's range, in order, as float32 (k, 3, 3) blocks of at most ``chunk`` rows."""
+    """Each layer's range, in order, as float32 (k, 3, 3) blocks of at most ``chunk`` rows.
+
+    ``labels`` are the (model id, layer name) of each range. A layer with a NaN, an Inf or a
+    value beyond float32's range (Inf once cast) stops the stream with
+    :class:`UpstreamWeightsError`, after the rest of that layer is read to count them all.
+    """
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=int(counts.sum()), unit="filter", unit_scale=True, disable=not progress,
-               desc="import-upstream")
+    bar = tqdm(
+        total=int(counts.sum()),
+        unit="filter",
+        unit_scale=True,
+        disable=not progress,
+        desc="import-upstream",
+    )
+
+    def read(pos: int, stop: int) -> np.ndarray:
+        with np.errstate(over="ignore"):  # beyond float32 -> inf, refused below
+            return np.asarray(node[pos:stop], dtype=np.float32).reshape(-1, 3, 3)
+
     try:
-        for s, n in zip(starts.tolist(), counts.tolist(), strict=True):
+        for s, n, (model, layer) in zip(starts.tolist(), counts.tolist(), labels, strict=True):
             pos, end = s, s + n
             while pos < end:
                 stop = min(pos + chunk, end)
-                block = node[pos:stop]
-                yield np.asarray(block, dtype=np.float32).reshape(-1, 3, 3)
+                block = read(pos, stop)
+                if not np.isfinite(block).all():
+                    bad = int((~np.isfinite(block)).sum())
+                    for more in range(stop, end, chunk):  # count the whole layer, block by block
+                        bad += int((~np.isfinite(read(more, min(more + chunk, end)))).sum())
+                    raise UpstreamWeightsError(
+                        f"{path}: model {model!r}, layer {layer!r}: {bad} of {n * 9} weight "
+                        "values are NaN or Inf (or beyond float32's range); nothing was written"
+                    )
+                yield block
                 bar.update(stop - pos)
                 pos = stop
     finally:
@@ -887,6 +942,11 @@ def import_upstream(
     UpstreamFormatError
         The file does not match the layout: no ``meta`` or ``filters``, wrong shape or dtype,
         missing index levels, malformed, out-of-range or overlapping ``filter_ids``, bad depths.
+    UpstreamWeightsError
+        A layer's weights hold NaN or Inf, or values beyond float32's range (nothing is
+        written: filterdb's contract has finite weights only).
+    filterdb._atomic.DiskFullError
+        The dataset or the report could not be written for lack of space (nothing is left).
     filterdb.validate.schema.SchemaValidationError
         The converted dataset fails validation (a bug; nothing is written).
 
@@ -917,8 +977,12 @@ def import_upstream(
         models = _model_meta(firsts, ids, cols, report)
         layers = _layers(h5_path, meta, start, count, id_of, model_rank, cols, report)
 
-        n3 = layers.groupby("layer_model")["layer_filter_count"].sum().reindex(
-            range(len(ids)), fill_value=0).to_numpy(np.int64)
+        n3 = (
+            layers.groupby("layer_model")["layer_filter_count"]
+            .sum()
+            .reindex(range(len(ids)), fill_value=0)
+            .to_numpy(np.int64)
+        )
         kernel_counts = _kernel_counts(firsts, ids, n3, report)
         total = kernel_counts.drop(columns=["1x1"], errors="ignore").sum(axis=1).to_numpy(np.int64)
         layer_counts = np.bincount(layers["layer_model"].to_numpy(), minlength=len(ids))
@@ -928,7 +992,8 @@ def import_upstream(
         models["total_filters"] = total
         models["share_3x3"] = np.where(total > 0, n3 / np.maximum(total, 1), np.nan)
         models["model_first_layer"] = np.concatenate([[0], np.cumsum(layer_counts)[:-1]]).astype(
-            np.int64)
+            np.int64
+        )
         models["model_layer_count"] = layer_counts.astype(np.int64)
         report.notes += [
             "n_parameters unknown upstream: written as 0",
@@ -947,19 +1012,38 @@ def import_upstream(
         report.n_filters_unreferenced = n_upstream - report.n_filters
 
         starts = layers.pop("_start").to_numpy(np.int64)
-        blocks = _blocks(node, starts, layers["layer_filter_count"].to_numpy(np.int64),
-                         int(chunk_filters), progress)
+        labels = [
+            (ids[m], name)
+            for m, name in zip(layers["layer_model"], layers["layer_name"], strict=True)
+        ]
+        blocks = _blocks(
+            h5_path,
+            node,
+            starts,
+            layers["layer_filter_count"].to_numpy(np.int64),
+            labels,
+            int(chunk_filters),
+            progress,
+        )
         with atomic_path(out_path) as tmp:
             store.write_dataset(
-                tmp, models, layers, kernel_counts, blocks, params or StoreParams(),
+                tmp,
+                models,
+                layers,
+                kernel_counts,
+                blocks,
+                params or StoreParams(),
                 history=f"filterdb {__version__} import-upstream {h5_path.name} ({RELEASE})",
                 attrs=_import_attrs(h5_path),
             )
             if validate:
                 _validate(tmp, out_path)
 
-    rpath = Path(report_path) if report_path is not None else out_path.with_name(
-        out_path.name + ".import-report.json")
+    rpath = (
+        Path(report_path)
+        if report_path is not None
+        else out_path.with_name(out_path.name + ".import-report.json")
+    )
     with atomic_path(rpath) as tmp:
         tmp.write_text(report.to_json() + "\n")
     return report

@@ -224,6 +224,11 @@ def test_filterdb_pull_gets_a_tagged_version_from_the_remote_verified(
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
     assert validate_release(folder).ok
     assert sh(["git", "status", "--porcelain"], clone, env) == ""  # tracked files untouched
+    # the folder's path names the version too (plain `dvc pull FOLDER` cannot take it)
+    (folder / "filters.nc").unlink()
+    out = sh(["filterdb", "pull", "releases/v0.1.0/"], clone, env)
+    assert "every artifact matches the manifest of v0.1.0" in out
+    assert validate_release(folder).ok
     r = subprocess.run(["filterdb", "pull", "9.9.9"], cwd=clone, env=env, capture_output=True,
                        text=True)
     assert r.returncode == 2 and "no git tag v9.9.9" in r.stderr

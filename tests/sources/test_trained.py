@@ -24,8 +24,8 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 def test_trained_is_a_registered_source_accepting_the_training_keys():
-    assert sources._SOURCES["trained"] is load_trained
-    keys = sources._ENTRY_KEYS["trained"]
+    assert sources.get_source("trained") is load_trained
+    keys = sources.source_keys("trained")
     assert {"arch", "dataset", "epochs", "seed", "n_train", "models_dir"} <= keys
 
 

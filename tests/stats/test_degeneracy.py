@@ -214,7 +214,7 @@ def test_thresholds_are_parameters():
 
 def test_params_from_dict_rejects_unknown_keys():
     assert DegeneracyParams.from_dict({"random_margin": 0.03}).random_margin == 0.03
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         DegeneracyParams.from_dict({"random_margn": 0.03})
 
 

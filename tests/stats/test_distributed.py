@@ -184,7 +184,7 @@ def test_scheduler_names_and_params():
         pass
     params = DaskParams.from_dict({"scheduler": None, "partition_filters": 10})
     assert params.partition_filters == 10
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         DaskParams.from_dict({"workers": 2})
 
 

@@ -325,7 +325,7 @@ def test_missing_axis_variable_raises_a_clear_error():
 def test_params_from_dict_validate_keys_and_values():
     p = ShiftsParams.from_dict({"bins": 10, "axes": ["task"], "depth_edges": [0, 0.5, 1]})
     assert p.bins == 10 and p.axes == ("task",) and p.depth_edges == (0.0, 0.5, 1.0)
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         ShiftsParams.from_dict({"bin": 10})
     with pytest.raises(ValueError, match="n_components"):
         ShiftsParams.from_dict({"n_components": 10})
@@ -334,11 +334,11 @@ def test_params_from_dict_validate_keys_and_values():
     assert ShiftsParams().population == "trained" and ShiftsParams().sign_rule == "v-based"
     with pytest.raises(ValueError, match=r"shifts\.population must be one of trained, all"):
         ShiftsParams.from_dict({"population": "everything"})
-    with pytest.raises(ValueError, match=r"shifts\.population .* got True \(bool\)"):
+    with pytest.raises(ValueError, match=r"shifts\.population is True, not a string"):
         ShiftsParams.from_dict({"population": True})
     with pytest.raises(ValueError, match=r"shifts\.sign_rule must be one of v-based, u-based"):
         ShiftsParams.from_dict({"sign_rule": "u"})
-    with pytest.raises(ValueError, match=r"shifts\.sign_rule .* \(int\)"):
+    with pytest.raises(ValueError, match=r"shifts\.sign_rule is 1, not a string"):
         ShiftsParams.from_dict({"sign_rule": 1})
     with pytest.raises(ValueError, match=r"shifts\.random_init_label"):
         ShiftsParams.from_dict({"random_init_label": None})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from filterdb.params import ParamsError, load_params
 from filterdb.validate.schema import SchemaValidationError
-from filterdb.zoo.entries import ParamsError, load_params, zoo_entries
+from filterdb.zoo.entries import zoo_entries
 from tests.conftest import MNIST_ENTRY, REPO
 
 
@@ -104,8 +105,8 @@ def test_entry_key_types_agree_with_the_training_config() -> None:
     # zoo.py cannot import the training code (it loads torch): its copy of the types must match
     import typing
 
+    from filterdb.params import ENTRY_KEY_TYPES
     from filterdb.train.recipe import TrainConfig
-    from filterdb.zoo.entries import ENTRY_KEY_TYPES
 
     hints = typing.get_type_hints(TrainConfig)
     assert set(hints) <= set(ENTRY_KEY_TYPES)

@@ -13,9 +13,10 @@ from safetensors.torch import save_file
 from timm.models._registry import _model_to_module
 
 from filterdb.extract.filters import extract_filters
+from filterdb.params import load_params
 from filterdb.sources import ModelLoadError, load_model
 from filterdb.validate.schema import load_vocabularies, validate_entry_meta
-from filterdb.zoo.entries import load_params, zoo_entries
+from filterdb.zoo.entries import zoo_entries
 from filterdb.zoo.timm_zoo import (
     BYTES_PER_FILTER,
     architecture_family,
