@@ -90,8 +90,10 @@ def require(module: str, extra: str | None = None, purpose: str | None = None) -
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         missing = exc.name or module
-        chosen = extra or EXTRAS.get(module.partition(".")[0]) or EXTRAS.get(
-            missing.partition(".")[0], "all"
+        chosen = (
+            extra
+            or EXTRAS.get(module.partition(".")[0])
+            or EXTRAS.get(missing.partition(".")[0], "all")
         )
         raise MissingExtraError(_message(missing, chosen, purpose)) from exc
 

@@ -58,7 +58,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     params = _params(args)
     if args.all:
-        from filterdb.stats.distributed import extract_many
+        from filterdb.stats.fanout import extract_many
 
         entries = zoo_entries(params, str(args.params))
         shards = extract_many(
@@ -96,7 +96,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_assemble(args: argparse.Namespace) -> int:
     """Assemble the shards of every zoo model, in zoo order, into one dataset."""
-    from filterdb.dataset.store import StoreParams, assemble
+    from filterdb.dataset.assemble import assemble
+    from filterdb.dataset.write import StoreParams
     from filterdb.zoo.entries import zoo_entries
 
     params = _params(args)
@@ -114,7 +115,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a dataset file, a release folder, or every release."""
 
     from filterdb.release.publish import validate_all, validate_release
-    from filterdb.validate.schema import validate_dataset
+    from filterdb.validate.layout import validate_dataset
 
     if args.all or (args.path and Path(args.path).is_dir()):
         reports = validate_all(args.releases) if args.all else [validate_release(args.path)]
@@ -209,8 +210,7 @@ def cmd_import_upstream(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Compute degeneracy and/or shift statistics of a dataset."""
-    from filterdb.stats.degeneracy import write_degeneracy
-    from filterdb.stats.shifts import write_shifts, write_stats
+    from filterdb.stats.write import write_degeneracy, write_shifts, write_stats
 
     params = _params(args)
     source = Path(args.input)

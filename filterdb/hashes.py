@@ -1,7 +1,8 @@
-"""File digests, read once in 1 MiB blocks: the one place filterdb hashes files.
+"""File digests, read once in 1 MiB blocks: the one place filterdb hashes a file's bytes.
 
 Used for the pinned package archives (:mod:`filterdb.sources.fetch`), release artifacts
-(:mod:`filterdb.release.publish`) and pulled releases (:mod:`filterdb.release.pull`).
+(:mod:`filterdb.release.publish`) and pulled releases (:mod:`filterdb.release.pull`). The hash
+of a dataset's decoded content (independent of chunking) is :mod:`filterdb.dataset.content_hash`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pinned CPU numerics for the stages that run torch (training, random initialisation).
+"""Pinned CPU numerics: torch (training, random initialisation) and the statistics' BLAS.
 
 torch's CPU kernels choose their code by instruction set at run time: ATen's vectorised loops
 (``ATEN_CPU_CAPABILITY``: default, avx2, avx512), MKL's BLAS (``MKL_CBWR``: its "conditional
@@ -8,8 +8,17 @@ torch 2.14.1 (``docs/reproducibility.md``): random initialisation gives the same
 ATen's AVX2 and AVX-512 levels and other bits at its scalar ``default`` level; training gives
 other bits at the native AVX-512 settings than at pinned AVX2. :data:`PINNED` caps all three
 at AVX2, the newest instruction set every supported x86-64 machine has, so that the same code
-gives the same bytes on any of them. The variables are read once, when torch (MKL, oneDNN) loads, so
-:func:`pin` must run before the first ``import torch``: the CLI calls it first thing.
+gives the same bytes on any of them.
+
+The statistics run on numpy, whose BLAS (OpenBLAS) also picks its kernels by CPU: on this
+project's AMD EPYC it uses its ``Haswell`` kernels, on an Intel CPU with AVX-512 it would pick
+``SkylakeX`` ones, with another order of summation in the Gram matrices and projections.
+``OPENBLAS_CORETYPE`` pins the ``Haswell`` (AVX2) kernels. numpy's own SIMD loops for ``log``
+and ``log10`` also differ with AVX-512 (measured: the last bit of 114 of 1,190 layer entropies
+and of the KL divergences); the statistics therefore take those logarithms from the C library
+(``math.log``), whatever the CPU, instead of pinning numpy's dispatch (which would slow every
+numpy loop). The variables are read once, when torch (MKL, oneDNN) or numpy (OpenBLAS) loads, so
+:func:`pin` must run before the first ``import numpy``: the CLI calls it first thing.
 
 ``FILTERDB_NUMERICS=native`` switches pinning off (the machine's own, faster kernels); what
 was in effect is recorded with every checkpoint (:func:`in_effect`), so such a run is never
@@ -18,7 +27,7 @@ mistaken for a pinned one.
 Examples
 --------
 >>> sorted(PINNED)
-['ATEN_CPU_CAPABILITY', 'MKL_CBWR', 'ONEDNN_MAX_CPU_ISA']
+['ATEN_CPU_CAPABILITY', 'MKL_CBWR', 'ONEDNN_MAX_CPU_ISA', 'OPENBLAS_CORETYPE']
 >>> requested({"FILTERDB_NUMERICS": "native"})
 {}
 """
@@ -40,6 +49,7 @@ PINNED: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_CBWR": "AVX2,STRICT",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
 }
 
 #: Environment variable that turns pinning off when set to ``native``.

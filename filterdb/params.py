@@ -146,9 +146,9 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
 #: params.yaml sections read into a dataclass of typed fields: section -> (module, class). Their
 #: keys and value types are checked when params.yaml is read, before any work.
 SECTION_CLASSES = {
-    "store": ("filterdb.dataset.store", "StoreParams"),
-    "degeneracy": ("filterdb.stats.degeneracy", "DegeneracyParams"),
-    "shifts": ("filterdb.stats.shifts", "ShiftsParams"),
+    "store": ("filterdb.dataset.write", "StoreParams"),
+    "degeneracy": ("filterdb.stats.params", "DegeneracyParams"),
+    "shifts": ("filterdb.stats.params", "ShiftsParams"),
 }  # not ``dask``: its module imports dask, an extra; DaskParams checks its keys itself
 #: Types of the zoo entry keys (and ``train:`` defaults) that several sources share; other keys
 #: are checked by their source.

@@ -132,7 +132,8 @@ def write_params(path: Path, zoo: dict, trained: dict | None = None, **extra: ob
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real dataset of the tiny zoo, built through sources, extract and store."""
-    from filterdb.dataset.store import StoreParams, assemble, write_model
+    from filterdb.dataset.assemble import assemble
+    from filterdb.dataset.write import StoreParams, write_model
     from filterdb.extract.filters import extract_filters
     from filterdb.sources import load_model
 

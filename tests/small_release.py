@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from filterdb.release.publish import build_release
-from filterdb.stats.shifts import write_stats
+from filterdb.stats.write import write_stats
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 import filterdb
-from filterdb.validate import schema
+from filterdb.validate import schema_files
 from tests.small_release import build_small_release
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,12 +32,13 @@ NOT_IN_BASE = (
 def test_schemas_are_package_data_read_through_importlib_resources(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(schema.SCHEMA_DIR_ENV, raising=False)
+    monkeypatch.delenv(schema_files.SCHEMA_DIR_ENV, raising=False)
     package = resources.files("filterdb.validate").joinpath("schemas")
     for name in SCHEMA_FILES:
         assert package.joinpath(name).is_file(), name
-    assert str(schema.schema_dir()) == str(package)
-    assert Path(str(schema.schema_dir())).parent == Path(filterdb.__file__).parent / "validate"
+    assert str(schema_files.schema_dir()) == str(package)
+    package_dir = Path(filterdb.__file__).parent
+    assert Path(str(schema_files.schema_dir())).parent == package_dir / "validate"
     assert not (REPO / "schema").exists()  # moved into the package, not copied
 
 
@@ -47,7 +48,7 @@ def test_schemas_are_package_data_read_through_importlib_resources(
 def _env() -> dict[str, str]:
     """The environment without this venv or the repository on any path."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.pop(schema.SCHEMA_DIR_ENV, None)
+    env.pop(schema_files.SCHEMA_DIR_ENV, None)
     return env
 
 
@@ -102,6 +103,9 @@ def test_base_install_has_no_build_stack_and_ships_schemas_and_licence(base_venv
     site = next((base_venv / "lib").glob("python3*/site-packages"))
     for name in SCHEMA_FILES:
         assert (site / "filterdb" / "validate" / "schemas" / name).is_file(), name
+    assert (site / "filterdb" / "zoo" / "labels.yaml").is_file()  # the zoo's label table
+    script = "from filterdb.zoo import labels; print(labels.load_label_table()['version'])"
+    assert _run([base_venv / "bin" / "python", "-c", script], base_venv).stdout.strip() == "1"
     assert (site / f"filterdb-{filterdb.__version__}.dist-info" / "licenses" / "LICENSE").is_file()
 
 

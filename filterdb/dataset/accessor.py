@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from filterdb.dataset.contract import CATEGORICAL
 from filterdb.dataset.reading import FoldScales
-from filterdb.dataset.store import CATEGORICAL, read_tables
+from filterdb.dataset.tables import read_tables
 
 __all__ = ["FilterDBAccessor", "open_dataset"]
 

@@ -1,16 +1,22 @@
-"""The data contract's names, shared by the writer, the schemas and the statistics.
+"""The data contract's names and codes, shared by the writer, the readers, the schemas and the
+statistics.
 
-Everything downstream of the store may import this module (it imports nothing); the full layout
+Every module may import this one (it imports nothing); the full layout
 is ``docs/data-layout.md``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BN_FOLLOWS",
     "CATEGORICAL",
     "DATA_LICENSE",
     "DEPTH_METHODS",
+    "LAYER_INT32",
+    "LAYER_INT64",
     "LICENSE_NOTE",
+    "MODEL_FLOAT",
+    "MODEL_INT",
     "MODEL_TEXT",
     "SCHEMA_VERSION",
 ]
@@ -36,6 +42,33 @@ CATEGORICAL = (
 #: Model-level free text: provenance of the weights, the package file they came from
 #: (``name==version:member`` or ``none``), and the upstream model the package names.
 MODEL_TEXT = ("weights", "package", "upstream")
+
+#: Model-level integers (int64).
+MODEL_INT = (
+    "n_parameters",
+    "n_filters_3x3",
+    "total_filters",
+    "model_first_layer",
+    "model_layer_count",
+)
+#: Model-level floats (float64, NaN when unknown).
+MODEL_FLOAT = ("accuracy", "share_3x3", "n_train_samples")
+#: Layer-level int32 columns.
+LAYER_INT32 = (
+    "layer_model",
+    "conv_depth",
+    "in_channels",
+    "out_channels",
+    "groups",
+    "stride_y",
+    "stride_x",
+    "dilation_y",
+    "dilation_x",
+)
+#: Layer-level int64 columns: the layer's run of filters.
+LAYER_INT64 = ("layer_first_filter", "layer_filter_count")
+#: Meanings of the ``bn_follows`` codes 0, 1.
+BN_FOLLOWS = ("no", "yes")
 
 #: How ``conv_depth`` was determined (the ``depth_method`` codes, in code order).
 #: ``onnx-graph``/``tfjs-graph``/``keras-graph``: longest path in the file's own graph (ONNX nodes,

@@ -113,7 +113,7 @@ def open_zarr(path: str | os.PathLike[str]) -> xr.Dataset:
     Returns
     -------
     xarray.Dataset
-        Same variables and attributes as the netCDF dataset; ``filterdb.dataset.store.read_tables``
+        Same variables and attributes as the netCDF dataset; ``filterdb.dataset.tables.read_tables``
         and the ``ds.filterdb`` accessor work on it.
     """
     return xr.open_zarr(path, consolidated=True)

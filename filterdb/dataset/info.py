@@ -8,13 +8,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from filterdb.dataset.store import (
-    CATEGORICAL,
-    LAYER_INT32,
-    LAYER_INT64,
-    MODEL_INT,
-    read_tables,
-)
+from filterdb.dataset.contract import CATEGORICAL, LAYER_INT32, LAYER_INT64, MODEL_INT
+from filterdb.dataset.tables import read_tables
 from filterdb.errors import InputError
 
 __all__ = ["check_readable", "dataset_counts", "summary"]

@@ -1,7 +1,7 @@
 """One zoo entry through the chain sources -> extract -> store, as one shard file.
 
 Used by ``filterdb extract`` (one model per DVC stage) and by the dask fan-out
-(:func:`filterdb.stats.distributed.extract_many`), so both write the same bytes.
+(:func:`filterdb.stats.fanout.extract_many`), so both write the same bytes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from filterdb.dataset.store import StoreParams, write_model
+from filterdb.dataset.write import StoreParams, write_model
 from filterdb.extract.filters import ModelFilters, extract_filters
 from filterdb.sources import LoadedModel, load_model
 

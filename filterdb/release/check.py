@@ -549,7 +549,7 @@ def _check_artifacts(
     folder: Path, artifacts: Mapping[str, Any], present: set[str], report: ReleaseReport
 ) -> None:
     """sha256, md5 and size of every present artifact, and the content hash of ``.nc`` files."""
-    from filterdb.dataset.store import content_hash
+    from filterdb.dataset.content_hash import content_hash
 
     before = len(report.problems)
     for name in sorted(present):
@@ -674,12 +674,9 @@ def validate_release(
 def _validate_tables(folder: Path, report: ReleaseReport) -> None:
     import pandas as pd
 
-    from filterdb.validate.schema import (
-        SchemaValidationError,
-        validate_dataset,
-        validate_layers,
-        validate_models,
-    )
+    from filterdb.validate.failures import SchemaValidationError
+    from filterdb.validate.layout import validate_dataset
+    from filterdb.validate.tables import validate_layers, validate_models
 
     try:
         with xr.open_dataset(folder / "filters.nc") as ds:

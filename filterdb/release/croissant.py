@@ -31,7 +31,7 @@ import yaml
 from filterdb._atomic import write_atomic_text
 from filterdb._optional import is_available, require
 from filterdb.dataset.contract import DATA_LICENSE, LICENSE_NOTE
-from filterdb.dataset.store import read_tables
+from filterdb.dataset.tables import read_tables
 from filterdb.hashes import file_digests
 
 __all__ = [
@@ -286,7 +286,7 @@ def croissant_metadata(
         as in the manifest; one ``cr:FileObject`` each.
     models, layers : pandas.DataFrame
         The model table (index ``model``) and the layer table (index ``layer``), as
-        :func:`filterdb.dataset.store.read_tables` returns them and ``models.csv``/``layers.csv``
+        :func:`filterdb.dataset.tables.read_tables` returns them and ``models.csv``/``layers.csv``
         hold.
     filters : xarray.Dataset
         The opened ``filters.nc`` (only metadata is read).

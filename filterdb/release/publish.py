@@ -23,8 +23,9 @@ import xarray as xr
 
 from filterdb._atomic import DIR_MODE, atomic_path
 from filterdb._optional import require
+from filterdb.dataset.content_hash import content_hash
 from filterdb.dataset.info import dataset_counts
-from filterdb.dataset.store import content_hash, read_tables
+from filterdb.dataset.tables import read_tables
 from filterdb.hashes import file_digests
 from filterdb.release.card import LICENSE_NOTE, render_card
 from filterdb.release.check import (
@@ -171,7 +172,7 @@ def build_release(
     ReleaseError
         An invalid version or a missing input (every missing input named).
     """
-    from filterdb.validate.schema import schema_version
+    from filterdb.validate.schema_files import schema_version
 
     version = normalize_version(version)
     root = Path(root)

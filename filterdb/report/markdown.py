@@ -28,12 +28,9 @@ import xarray as xr
 import yaml
 
 from filterdb._atomic import write_atomic_text
-from filterdb.stats.degeneracy import (
-    DegeneracyParams,
-    degeneracy_summary,
-    layer_stats,
-    randomness_threshold,
-)
+from filterdb.stats.degeneracy import layer_stats, randomness_threshold
+from filterdb.stats.params import DegeneracyParams
+from filterdb.stats.write import degeneracy_summary
 
 __all__ = [
     "REPLICATION_COLUMNS",
@@ -99,8 +96,10 @@ def shift_extremes(sh: xr.Dataset, axis: str, k: int = 3) -> tuple[list, list]:
     iu = np.triu_indices(len(labels), k=1)
     vals = d[iu]
     ok = np.isfinite(vals)
-    pairs = [(labels[i], labels[j], float(v)) for i, j, v in
-             zip(iu[0][ok], iu[1][ok], vals[ok], strict=True)]
+    pairs = [
+        (labels[i], labels[j], float(v))
+        for i, j, v in zip(iu[0][ok], iu[1][ok], vals[ok], strict=True)
+    ]
     pairs.sort(key=lambda p: p[2])
     return pairs[::-1][:k], pairs[:k]
 
@@ -208,8 +207,14 @@ def _data_rows(sh: xr.Dataset, ref: Mapping[str, Any], filters: str) -> list[dic
     mean = np.asarray(sh["pca_mean"].values, dtype=np.float64)
     for t in range(9):
         rows.append(
-            _row("pca_mean", f"tap{t} (ky={t // 3}, kx={t % 3})", filters,
-                 ref["pca_mean_per_tap"], mean[t], population)
+            _row(
+                "pca_mean",
+                f"tap{t} (ky={t // 3}, kx={t % 3})",
+                filters,
+                ref["pca_mean_per_tap"],
+                mean[t],
+                population,
+            )
         )
     low, high = _ref_value(ref["shift_task_offdiagonal"])[1:]
     lo_d = hi_d = math.nan
@@ -275,12 +280,28 @@ def replication_table(
         p = _degeneracy_params(degeneracy)
         for n, r in ref["randomness_threshold"].items():
             th = float(randomness_threshold(int(n), p))
-            rows.append(_row("randomness_threshold", f"n={int(n)}", "none", r, th,
-                             note="TH(n) formula with this release's coefficients"))
+            rows.append(
+                _row(
+                    "randomness_threshold",
+                    f"n={int(n)}",
+                    "none",
+                    r,
+                    th,
+                    note="TH(n) formula with this release's coefficients",
+                )
+            )
         for n, r in ref["iid_normal_entropy"].items():
             h, k = iid_normal_entropy(int(n), p, seed, draws)
-            rows.append(_row("iid_normal_entropy", f"n={int(n)}", "none", r, h,
-                             note=f"mean of {k} simulated layers, seed {seed}"))
+            rows.append(
+                _row(
+                    "iid_normal_entropy",
+                    f"n={int(n)}",
+                    "none",
+                    r,
+                    h,
+                    note=f"mean of {k} simulated layers, seed {seed}",
+                )
+            )
     return pd.DataFrame(rows, columns=REPLICATION_COLUMNS)
 
 
@@ -444,15 +465,27 @@ def render_report(
         ]
         models = np.asarray(deg["model"].values).astype(str)
         share = deg["share_layers_degenerated"].values
-        order = [m for m in np.lexsort((-deg["n_layers_degenerated"].values, -np.nan_to_num(
-            share, nan=-1.0))) if deg["n_layers"].values[m] > 0][:top]
+        order = [
+            m
+            for m in np.lexsort(
+                (-deg["n_layers_degenerated"].values, -np.nan_to_num(share, nan=-1.0))
+            )
+            if deg["n_layers"].values[m] > 0
+        ][:top]
         lines += ["### Most degenerated models", ""]
         lines += _table(
             ["model", "layers", "degenerated", "share", "mean H (fw)", "mean S (fw)"],
-            [[models[m], int(deg["n_layers"].values[m]),
-              int(deg["n_layers_degenerated"].values[m]), float(share[m]),
-              float(deg["entropy_mean_fw"].values[m]), float(deg["sparsity_mean_fw"].values[m])]
-             for m in order],
+            [
+                [
+                    models[m],
+                    int(deg["n_layers"].values[m]),
+                    int(deg["n_layers_degenerated"].values[m]),
+                    float(share[m]),
+                    float(deg["entropy_mean_fw"].values[m]),
+                    float(deg["sparsity_mean_fw"].values[m]),
+                ]
+                for m in order
+            ],
         )
         lm = deg["layer_model"].values
         names = np.asarray(deg["layer_name"].values).astype(str)
@@ -460,19 +493,33 @@ def render_report(
         sp = deg["sparsity"].values
         flag = deg["degenerated"].values
         rand = [i for i in np.argsort(-np.nan_to_num(hn, nan=-np.inf)) if flag[i] == 1][:top]
-        coll = [i for i in np.argsort(-np.nan_to_num(sp, nan=-np.inf))
-                if deg["sparse_collapsed"].values[i] == 1][:top]
-        for title, idx in (("Most random-like layers (highest H/TH)", rand),
-                           ("Most sparse-collapsed layers (highest S)", coll)):
+        coll = [
+            i
+            for i in np.argsort(-np.nan_to_num(sp, nan=-np.inf))
+            if deg["sparse_collapsed"].values[i] == 1
+        ][:top]
+        for title, idx in (
+            ("Most random-like layers (highest H/TH)", rand),
+            ("Most sparse-collapsed layers (highest S)", coll),
+        ):
             lines += ["", f"### {title}", ""]
             if not idx:
                 lines.append("None.")
                 continue
             lines += _table(
                 ["model", "layer", "n", "H", "H/TH", "S", "O"],
-                [[models[lm[i]], names[i], int(deg["n_filters"].values[i]),
-                  float(deg["entropy"].values[i]), float(hn[i]), float(sp[i]),
-                  float(deg["orthogonality"].values[i])] for i in idx],
+                [
+                    [
+                        models[lm[i]],
+                        names[i],
+                        int(deg["n_filters"].values[i]),
+                        float(deg["entropy"].values[i]),
+                        float(hn[i]),
+                        float(sp[i]),
+                        float(deg["orthogonality"].values[i]),
+                    ]
+                    for i in idx
+                ],
             )
         lines.append("")
     if deg is not None:
@@ -482,15 +529,19 @@ def render_report(
         eta = sh["explained_variance_ratio"].values
         population = str(sh.attrs.get("population", "all"))
         n_pca = sh.attrs.get("n_filters_pca", sh.attrs.get("n_filters_used", "?"))
-        text = (f"Global PCA over {n_pca} peak-scaled filters of the population `{population}` "
-                f"({sh.attrs.get('n_filters_nonfinite', 0)} non-finite left out), sign rule "
-                f"`{sh.attrs.get('sign_rule', 'v-based')}`.")
+        text = (
+            f"Global PCA over {n_pca} peak-scaled filters of the population `{population}` "
+            f"({sh.attrs.get('n_filters_nonfinite', 0)} non-finite left out), sign rule "
+            f"`{sh.attrs.get('sign_rule', 'v-based')}`."
+        )
         if population != "all":
-            text += (f" {sh.attrs.get('n_filters_projected', 0)} filters of "
-                     f"{sh.attrs.get('n_models_projected', 0)} random-init models are projected "
-                     f"in the same basis for the `trained` axis only; "
-                     f"{sh.attrs.get('n_filters_excluded', 0)} filters of models without a "
-                     f"training value are left out.")
+            text += (
+                f" {sh.attrs.get('n_filters_projected', 0)} filters of "
+                f"{sh.attrs.get('n_models_projected', 0)} random-init models are projected "
+                f"in the same basis for the `trained` axis only; "
+                f"{sh.attrs.get('n_filters_excluded', 0)} filters of models without a "
+                f"training value are left out."
+            )
         lines += ["## Distribution shifts", "", text, ""]
         lines += _table([f"v{i + 1}" for i in range(len(eta))], [[float(e) for e in eta]])
         for axis in str(sh.attrs.get("axes", "")).split():
@@ -499,10 +550,14 @@ def render_report(
             big, small = shift_extremes(sh, axis)
             sizes = sh[f"n_filters_{axis}"].values
             n_empty = int((sizes == 0).sum())
-            lines += ["", f"### {axis}", "",
-                      f"{len(sizes)} groups ({n_empty} empty), "
-                      f"{int(sh[f'n_models_{axis}'].values.max(initial=0))} models in the "
-                      f"largest. {_population_line(sh, axis)}"]
+            lines += [
+                "",
+                f"### {axis}",
+                "",
+                f"{len(sizes)} groups ({n_empty} empty), "
+                f"{int(sh[f'n_models_{axis}'].values.max(initial=0))} models in the "
+                f"largest. {_population_line(sh, axis)}",
+            ]
             if not big:
                 lines += ["", "No pair of non-empty groups."]
                 continue
@@ -553,8 +608,15 @@ def write_report(
     table = replication_table(sh, deg)
     if folded is not None:  # HOOK(bn-folding): a second view of the same models
         table = pd.concat(
-            [table, replication_table(_load(folded[1]), _load(folded[0]), filters="folded",
-                                      include_reference_rows=False)],
+            [
+                table,
+                replication_table(
+                    _load(folded[1]),
+                    _load(folded[0]),
+                    filters="folded",
+                    include_reference_rows=False,
+                ),
+            ],
             ignore_index=True,
         )
     csv = Path(out_md).with_name("replication.csv") if replication_csv is None else replication_csv

@@ -51,9 +51,7 @@ def _labels(ds: xr.Dataset, name: str) -> np.ndarray:
     var = ds[name]
     lookup = flag_lookup(var.attrs)
     raw = np.asarray(var.values, dtype=np.float64)
-    return np.array(
-        [lookup.get(int(c), "?") if np.isfinite(c) else "?" for c in raw], dtype=object
-    )
+    return np.array([lookup.get(int(c), "?") if np.isfinite(c) else "?" for c in raw], dtype=object)
 
 
 def degeneracy_table(deg: xr.Dataset) -> pd.DataFrame:
@@ -113,8 +111,7 @@ def _heatmap(sh: xr.Dataset, axis: str, path: Path) -> Path:
         for i in range(len(labels)):
             for j in range(len(labels)):
                 if np.isfinite(d[i, j]):
-                    ax.text(j, i, f"{d[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                            color="w")
+                    ax.text(j, i, f"{d[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
     fig.colorbar(im, ax=ax, label="D (sum eta_i KLsym)")
     ax.set_title(f"shift between {axis} groups (sorted by column mean)")
     return _save(fig, path)
@@ -167,11 +164,12 @@ def _depth_figure(table: pd.DataFrame, path: Path) -> Path:
         sub = sub.sort_values("conv_depth_norm")
         for ax, col in zip(axes, ("entropy_norm", "sparsity"), strict=True):
             ax.plot(sub["conv_depth_norm"], sub[col], ".", ms=3, alpha=0.5)
-            binned = sub.groupby(pd.cut(sub["conv_depth_norm"], np.linspace(0, 1, 11),
-                                        include_lowest=True), observed=True)[col].mean()
+            binned = sub.groupby(
+                pd.cut(sub["conv_depth_norm"], np.linspace(0, 1, 11), include_lowest=True),
+                observed=True,
+            )[col].mean()
             centers = [iv.mid for iv in binned.index]
-            ax.plot(centers, binned.values, "-", label=str(fam),
-                    color=ax.lines[-1].get_color())
+            ax.plot(centers, binned.values, "-", label=str(fam), color=ax.lines[-1].get_color())
     axes[0].axhline(1.0, color="k", lw=0.8, ls="--")
     axes[0].set_ylabel("H / TH(n)")
     axes[1].axhline(0.14, color="k", lw=0.8, ls="--")

@@ -86,8 +86,7 @@ class PackageSpec:
         for k in ("registry", "name", "version", "sha256"):
             if not isinstance(d.get(k), str) or not d[k]:
                 raise ModelLoadError(
-                    f"{where}: {k!r} is required and must be a string (quote it: "
-                    f"{k}: \"{d.get(k)}\")"
+                    f'{where}: {k!r} is required and must be a string (quote it: {k}: "{d.get(k)}")'
                 )
         if d["registry"] not in _REGISTRIES:
             raise ModelLoadError(f"{where}: registry {d['registry']!r} not in {_REGISTRIES}")
@@ -98,8 +97,14 @@ class PackageSpec:
         if not isinstance(keep, list) or not all(isinstance(x, str) for x in keep):
             raise ModelLoadError(f"{where}: 'keep' must be a list of glob strings")
         return cls(
-            key, str(d["registry"]), str(d["name"]), str(d["version"]), sha,
-            str(d.get("license") or "unknown"), tuple(keep), tuple(sorted(set(files))),
+            key,
+            str(d["registry"]),
+            str(d["name"]),
+            str(d["version"]),
+            sha,
+            str(d.get("license") or "unknown"),
+            tuple(keep),
+            tuple(sorted(set(files))),
         )
 
     @property
@@ -145,8 +150,18 @@ def archive_cache() -> Path:
 def _download(spec: PackageSpec, into: Path) -> Path:
     """Run the registry's own client; return the one archive it wrote."""
     if spec.registry == "pypi":
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "--only-binary=:all:", "--dest", str(into), spec.spec]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            str(into),
+            spec.spec,
+        ]
     else:
         npm = shutil.which("npm")
         if npm is None:
@@ -173,9 +188,7 @@ def fetch_archive(spec: PackageSpec, download: bool = True) -> Path:
     """
     cache = archive_cache() / spec.key / spec.version
     found = (
-        sorted(p for p in cache.glob("*") if not p.name.startswith("."))
-        if cache.is_dir()
-        else []
+        sorted(p for p in cache.glob("*") if not p.name.startswith(".")) if cache.is_dir() else []
     )
     if not found:
         if not download:
@@ -220,7 +233,7 @@ def _members(archive: Path) -> Iterator[tuple[str, Any]]:
         with tarfile.open(archive, "r:*") as tf:
             for m in tf.getmembers():
                 if m.isfile():
-                    name = m.name[len("package/"):] if m.name.startswith("package/") else m.name
+                    name = m.name[len("package/") :] if m.name.startswith("package/") else m.name
                     yield name, (lambda m=m: tf.extractfile(m))
 
 

@@ -1,2 +1,3 @@
-"""Statistics over the dataset: degeneracy, distribution shifts, their dask driver and the training
-sweep."""
+"""Statistics over the dataset: degeneracy and distribution shifts (with their parameters,
+accumulators, single-process and dask drivers and writers), the training sweep, and the dask
+fan-out of the extraction."""

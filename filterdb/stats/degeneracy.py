@@ -31,23 +31,17 @@ channels, so it changes ``S`` and ``H``; ``O`` normalises each output channel an
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from threadpoolctl import threadpool_limits
 
-from filterdb._atomic import write_atomic_netcdf, write_atomic_text
 from filterdb.dataset.contract import CATEGORICAL
 from filterdb.dataset.reading import (
     FoldScales,
-    check_filter_view,
     chunk_size_of,
     default_workers,
     iter_chunks,
@@ -56,19 +50,19 @@ from filterdb.dataset.reading import (
     ordered_map,
 )
 from filterdb.errors import InputError
-from filterdb.params import section_params
+from filterdb.stats import libm
+from filterdb.stats.accumulators import LayerAccumulator
+from filterdb.stats.params import DegeneracyParams, blas_limit
 
 __all__ = [
-    "DegeneracyParams",
-    "LayerAccumulator",
-    "ScatterAccumulator",
-    "col_min_max",
+    "DegeneracyPass",
     "compute_degeneracy",
-    "degeneracy_summary",
     "layer_stats",
+    "model_aggregates",
     "randomness_threshold",
-    "write_degeneracy",
+    "weighted_mean",
 ]
+
 
 STATS_VERSION = 1
 
@@ -81,72 +75,6 @@ MODEL_NUMERIC = ("n_filters_3x3", "n_parameters", "n_train_samples", "accuracy")
 H_REASONS = "defined fewer-than-two-filters zero-variance non-finite-weights"
 S_REASONS = "defined all-zero-layer non-finite-weights"
 O_REASONS = "defined single-output-channel non-finite-weights"
-
-
-def blas_limit(threads: int | None) -> contextlib.AbstractContextManager[Any]:
-    """Context limiting BLAS threads (a no-op for ``None``)."""
-    if threads is None:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=int(threads), user_api="blas")
-
-
-@dataclass(frozen=True)
-class DegeneracyParams:
-    """Constants of the degeneracy statistics (``params.yaml`` section ``degeneracy:``).
-
-    Attributes
-    ----------
-    sparsity_divisor : float
-        ``t = max|W| / sparsity_divisor``; a filter is sparse when all ``|w_j| < t``.
-    th_a, th_b, th_c, th_d : float
-        ``TH(n) = th_a / (1 + exp(-th_b (log2 n - th_c))) + th_d``.
-    random_margin : float
-        Random-like when ``H >= TH(n) - random_margin``.
-    collapsed_entropy_below : float
-        Sparse-collapsed needs ``H < collapsed_entropy_below`` ...
-    collapsed_sparsity_at_least : float
-        ... and ``S >= collapsed_sparsity_at_least``.
-    chunk_size : int or None
-        Filters per read; ``None`` follows the on-disk chunking of ``weight``.
-    gram_block : int
-        Output channels per block when forming the ``c_out x c_out`` Gram matrix for ``O``
-        (bounds the memory of very wide layers; does not change the result).
-    blas_threads : int or None
-        BLAS threads while computing (``None``: leave as is). The statistics are many small
-        matrix products, for which one thread is much faster than several fighting over shared
-        cores; parallelism belongs to workers (see the accumulators' ``merge``).
-    filters : {"raw", "folded"}
-        ``raw``: the conv's own weights; ``folded``: ``weight * fold_scale`` per output channel
-        (BatchNorm folded, as the study measured). Files without ``fold_scale`` fold with 1.
-    """
-
-    sparsity_divisor: float = 100.0
-    th_a: float = 1.2618047
-    th_b: float = 0.88767525
-    th_c: float = 2.30436435
-    th_d: float = -0.31050834
-    random_margin: float = 0.02
-    collapsed_entropy_below: float = 0.5
-    collapsed_sparsity_at_least: float = 0.14
-    chunk_size: int | None = None
-    gram_block: int = 2048
-    blas_threads: int | None = 1
-    filters: str = "raw"
-
-    def __post_init__(self) -> None:
-        check_filter_view(self.filters, "degeneracy")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> DegeneracyParams:
-        """Build from a mapping (e.g. ``params.yaml: degeneracy``); unknown keys raise."""
-        return section_params(cls, values, "degeneracy")
-
-    @classmethod
-    def coerce(cls, params: DegeneracyParams | Mapping[str, Any] | None) -> DegeneracyParams:
-        """Return ``params`` as :class:`DegeneracyParams` (``None`` gives the defaults)."""
-        if isinstance(params, cls):
-            return params
-        return cls.from_dict(params)
 
 
 def randomness_threshold(
@@ -174,127 +102,9 @@ def randomness_threshold(
     p = DegeneracyParams.coerce(params)
     n_arr = np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log2n = np.where(n_arr > 0, np.log2(np.where(n_arr > 0, n_arr, 1.0)), np.nan)
-        th = p.th_a / (1.0 + np.exp(-p.th_b * (log2n - p.th_c))) + p.th_d
+        log2n = np.where(n_arr > 0, libm.log2(np.where(n_arr > 0, n_arr, 1.0)), np.nan)
+        th = p.th_a / (1.0 + libm.exp(-p.th_b * (log2n - p.th_c))) + p.th_d
     return float(th) if th.ndim == 0 else th
-
-
-class ScatterAccumulator:
-    """Streaming count, mean and centred scatter matrix of row vectors (float64).
-
-    Each :meth:`update` centres its chunk on the chunk's own mean and merges with Chan et al.'s
-    pairwise formula, which keeps the scatter accurate for data far from the origin.
-
-    Attributes
-    ----------
-    n_ : int
-        Rows seen (set by :meth:`finalize`).
-    mean_ : numpy.ndarray
-        Mean row.
-    scatter_ : numpy.ndarray
-        ``sum (x - mean)^T (x - mean)``.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(100, 3))
-    >>> acc = ScatterAccumulator(n_features=3).update(x[:30]).update(x[30:]).finalize()
-    >>> bool(np.allclose(acc.scatter_ / 99, np.cov(x.T)))
-    True
-    """
-
-    def __init__(self, n_features: int = 9) -> None:
-        self.n_features = n_features
-
-    def _state(self) -> tuple[int, np.ndarray, np.ndarray]:
-        if not hasattr(self, "_n"):
-            self._n = 0
-            self._mean = np.zeros(self.n_features)
-            self._m2 = np.zeros((self.n_features, self.n_features))
-        return self._n, self._mean, self._m2
-
-    def _merge_state(self, nb: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
-        na, mean_a, m2_a = self._state()
-        if nb == 0:
-            return
-        if na == 0:
-            self._n, self._mean, self._m2 = nb, mean_b.copy(), m2_b.copy()
-            return
-        n = na + nb
-        delta = mean_b - mean_a
-        self._mean = mean_a + delta * (nb / n)
-        self._m2 = m2_a + m2_b + np.outer(delta, delta) * (na * nb / n)
-        self._n = n
-
-    def update(self, x: np.ndarray) -> ScatterAccumulator:
-        """Add the rows of ``x`` (shape ``(n, n_features)``); returns ``self``."""
-        x = np.asarray(x, dtype=np.float64).reshape(-1, self.n_features)
-        self._state()
-        if x.shape[0] == 0:
-            return self
-        mean_b = x.mean(axis=0)
-        xc = x - mean_b
-        self._merge_state(x.shape[0], mean_b, np.dot(xc.T, xc))
-        return self
-
-    def merge(self, other: ScatterAccumulator) -> ScatterAccumulator:
-        """Combine with another accumulator (e.g. from a parallel worker); returns ``self``."""
-        nb, mean_b, m2_b = other._state()
-        self._state()
-        self._merge_state(nb, mean_b, m2_b)
-        return self
-
-    def finalize(self) -> ScatterAccumulator:
-        """Set ``n_``, ``mean_``, ``scatter_`` from the accumulated state; returns ``self``."""
-        n, mean, m2 = self._state()
-        self.n_ = n
-        self.mean_ = mean.copy()
-        self.scatter_ = (m2 + m2.T) / 2.0
-        return self
-
-
-def row_peak(x: np.ndarray) -> np.ndarray:
-    """``max_j |x[i, j]|`` of an ``(n, k)`` array, exact, in its own dtype.
-
-    A loop over the few columns: much faster than ``np.abs(x).max(axis=1)`` for ``k = 9``.
-    """
-    x = np.asarray(x)
-    if x.shape[0] == 0:
-        return np.zeros(0, dtype=x.dtype)
-    out = np.abs(x[:, 0])
-    for j in range(1, x.shape[1]):
-        np.maximum(out, np.abs(x[:, j]), out=out)
-    return out
-
-
-def col_min_max(x: np.ndarray, group: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column ``(min, max)`` of an ``(n, k)`` array: ``x.min(axis=0)``, ``x.max(axis=0)``.
-
-    min and max are exact and order-free, so the rows can be reduced in any grouping: blocks of
-    ``group`` rows are laid side by side (a free reshape) and reduced along the long axis, then
-    the ``group`` partial results per column. numpy's reduction over axis 0 of an ``(n, 9)``
-    array runs an inner loop of 9 per row; this one runs ``9 * group``, several times faster.
-    NaN propagates as in ``numpy.minimum``/``maximum``. ``n`` must be at least 1.
-
-    Examples
-    --------
-    >>> x = np.arange(30.0).reshape(10, 3)[::-1].copy()
-    >>> [a.tolist() for a in col_min_max(x, group=4)]
-    [[0.0, 1.0, 2.0], [27.0, 28.0, 29.0]]
-    """
-    x = np.asarray(x)
-    k = x.shape[1]
-    m = (x.shape[0] // group) * group
-    if m == 0:
-        return x.min(axis=0), x.max(axis=0)
-    body = x[:m].reshape(-1, group * k)
-    lo = np.minimum.reduce(body, axis=0).reshape(group, k).min(axis=0)
-    hi = np.maximum.reduce(body, axis=0).reshape(group, k).max(axis=0)
-    if m < x.shape[0]:
-        rest = x[m:]
-        np.minimum(lo, rest.min(axis=0), out=lo)
-        np.maximum(hi, rest.max(axis=0), out=hi)
-    return lo, hi
 
 
 def _entropy_log10(eigvals: np.ndarray) -> float:
@@ -304,7 +114,7 @@ def _entropy_log10(eigvals: np.ndarray) -> float:
         return math.nan
     p = lam / total
     p = p[p > 0]
-    return float(-(p * np.log10(p)).sum())
+    return float(-(p * libm.log10(p)).sum())
 
 
 def _abs_sum(g: np.ndarray) -> float:
@@ -358,44 +168,6 @@ def _kleene_or(a: int, b: int) -> int:
 
 def _flag(cond: bool, defined: bool) -> int:
     return (1 if cond else 0) if defined else -1
-
-
-class LayerAccumulator:
-    """Streaming per-layer sums for ``S`` and ``H`` from consecutive pieces of one layer.
-
-    Used by :func:`layer_stats`; exposed so a layer larger than memory could be fed piecewise
-    (``O`` still needs the whole layer: its Gram matrix pairs every two output channels).
-    """
-
-    def __init__(self) -> None:
-        self.scatter = ScatterAccumulator(9)
-        self.n = 0
-        self.max_abs = 0.0
-        self.finite = True
-        self.tap_min = np.full(9, np.inf, dtype=np.float64)
-        self.tap_max = np.full(9, -np.inf, dtype=np.float64)
-        self._peaks: list[np.ndarray] = []
-
-    def update(self, w: np.ndarray, w64: np.ndarray | None = None) -> LayerAccumulator:
-        """Add filters ``w`` of shape ``(k, 3, 3)`` (or ``(k, 9)``); returns ``self``.
-
-        ``w64``, when given, is ``w`` already converted to float64 (saves a conversion).
-        """
-        x = np.asarray(w).reshape(-1, 9)
-        if x.shape[0] == 0:
-            return self
-        self.n += x.shape[0]
-        if not np.isfinite(x).all():
-            self.finite = False
-            return self
-        peak = row_peak(x)  # exact in the stored precision
-        self._peaks.append(peak)
-        self.max_abs = max(self.max_abs, float(peak.max()))
-        lo, hi = col_min_max(x)  # exact: equal to x.min(axis=0), x.max(axis=0)
-        self.tap_min = np.minimum(self.tap_min, lo)
-        self.tap_max = np.maximum(self.tap_max, hi)
-        self.scatter.update(x if w64 is None else w64)
-        return self
 
 
 def layer_stats(
@@ -480,7 +252,7 @@ def _finish_layer(
         out.update(sparsity=math.nan, entropy=math.nan, orthogonality=math.nan)
         out.update(h_undefined=3, s_undefined=2, o_undefined=2)
     else:
-        peaks = np.concatenate(acc._peaks)
+        peaks = np.concatenate(acc.peaks)
         if acc.max_abs > 0:
             t = acc.max_abs / p.sparsity_divisor
             out["sparsity"] = float(np.count_nonzero(peaks.astype(np.float64) < t)) / n
@@ -581,11 +353,12 @@ def compute_degeneracy(
     """
     p = DegeneracyParams.coerce(params)
     with blas_limit(p.blas_threads):
-        return _DegeneracyPass(ds, p).run_standalone(workers)
+        return DegeneracyPass(ds, p).run_standalone(workers)
 
 
-class _DegeneracyPass:
-    """Per-layer statistics fed from a shared sequential read (see ``shifts.compute_stats``)."""
+class DegeneracyPass:
+    """Per-layer statistics fed from a shared sequential read (see
+    :func:`filterdb.stats.compute.compute_stats`)."""
 
     def __init__(self, ds: xr.Dataset, params: DegeneracyParams) -> None:
         self.ds = ds
@@ -691,7 +464,8 @@ def _assemble(
     return out
 
 
-def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    """Mean of the finite ``values`` weighted by positive ``weights`` (NaN when there are none)."""
     ok = np.isfinite(values) & (weights > 0)
     wsum = weights[ok].sum()
     return float((values[ok] * weights[ok]).sum() / wsum) if wsum > 0 else math.nan
@@ -765,93 +539,7 @@ def model_aggregates(
             ("entropy_norm_mean_fw", "entropy_norm"),
             ("orthogonality_mean_fw", "orthogonality"),
         ):
-            fcols[name][m] = _weighted_mean(stats[src].values[idx], nf[idx])
+            fcols[name][m] = weighted_mean(stats[src].values[idx], nf[idx])
     out = {k: xr.Variable("model", v) for k, v in cols.items()}
     out.update({k: xr.Variable("model", v) for k, v in fcols.items()})
     return out
-
-
-def _json_float(x: float) -> float | None:
-    return None if not math.isfinite(x) else round(float(x), 6)
-
-
-def degeneracy_summary(stats: xr.Dataset) -> dict[str, Any]:
-    """Flat summary of a degeneracy dataset for ``metrics/degeneracy.json``.
-
-    Parameters
-    ----------
-    stats : xarray.Dataset
-        Output of :func:`compute_degeneracy` (or ``stats/degeneracy.nc``).
-
-    Returns
-    -------
-    dict
-        Counts (``n_models``, ``n_layers``, ``n_filters``, ``n_layers_degenerated``,
-        ``n_layers_random_like``, ``n_layers_sparse_collapsed``, ``n_layers_undefined``,
-        ``n_models_with_degenerated_layers``), shares (``share_layers_degenerated`` over layers
-        with a defined flag, ``share_filters_degenerated``), means (``entropy_mean_fw``,
-        ``sparsity_mean_fw``, ``entropy_norm_mean_fw``, ``orthogonality_mean_fw`` filter-weighted;
-        ``entropy_mean_layers`` unweighted). Undefined values are ``None`` (JSON ``null``).
-    """
-    deg = stats["degenerated"].values
-    nf = stats["n_filters"].values.astype(np.float64)
-    defined = deg >= 0
-    n_def = int(defined.sum())
-    f_def = float(nf[defined].sum())
-    h = stats["entropy"].values
-    per_model = stats["n_layers_degenerated"].values if "n_layers_degenerated" in stats else []
-    out: dict[str, Any] = {
-        "n_models": int(stats.sizes.get("model", 0)),
-        "n_layers": int(stats.sizes.get("layer", 0)),
-        "n_filters": int(nf.sum()),
-        "n_layers_degenerated": int((deg == 1).sum()),
-        "n_layers_random_like": int((stats["random_like"].values == 1).sum()),
-        "n_layers_sparse_collapsed": int((stats["sparse_collapsed"].values == 1).sum()),
-        "n_layers_undefined": int((~defined).sum()),
-        "n_models_with_degenerated_layers": int((np.asarray(per_model) > 0).sum()),
-        "share_layers_degenerated": _json_float((deg == 1).sum() / n_def if n_def else math.nan),
-        "share_filters_degenerated": _json_float(
-            nf[deg == 1].sum() / f_def if f_def > 0 else math.nan
-        ),
-        "entropy_mean_fw": _json_float(_weighted_mean(h, nf)),
-        "sparsity_mean_fw": _json_float(_weighted_mean(stats["sparsity"].values, nf)),
-        "entropy_norm_mean_fw": _json_float(_weighted_mean(stats["entropy_norm"].values, nf)),
-        "orthogonality_mean_fw": _json_float(_weighted_mean(stats["orthogonality"].values, nf)),
-        "entropy_mean_layers": _json_float(
-            float(np.nanmean(h)) if np.isfinite(h).any() else math.nan
-        ),
-    }
-    return out
-
-
-def write_degeneracy(
-    path_in: str | os.PathLike[str],
-    path_nc: str | os.PathLike[str],
-    path_json: str | os.PathLike[str] | None,
-    params: DegeneracyParams | Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Compute degeneracy statistics of ``path_in`` and write them atomically.
-
-    Parameters
-    ----------
-    path_in : path
-        ``data/filters.nc``.
-    path_nc : path
-        Output ``stats/degeneracy.nc``.
-    path_json : path or None
-        Output ``metrics/degeneracy.json`` (the :func:`degeneracy_summary`); skipped if None.
-    params : DegeneracyParams or dict, optional
-        ``params.yaml: degeneracy``.
-
-    Returns
-    -------
-    dict
-        The summary written to ``path_json``.
-    """
-    with xr.open_dataset(path_in) as ds:
-        stats = compute_degeneracy(ds, params)
-    write_atomic_netcdf(stats, path_nc)
-    summary = degeneracy_summary(stats)
-    if path_json is not None:
-        write_atomic_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", path_json)
-    return summary

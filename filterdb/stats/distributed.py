@@ -1,9 +1,9 @@
-"""Dask driver of the statistics and of the extraction fan-out.
+"""Dask driver of the statistics.
 
-The statistics of :func:`filterdb.stats.shifts.compute_stats` (degeneracy and distribution shifts,
-three passes) run here as dask tasks over *partitions* of the ``filter`` dimension. Every task
-opens the netCDF file itself (it gets a path, never an open handle), reads its filter range in
-slices aligned with the on-disk chunks and returns small accumulators; a tree of merge tasks
+The statistics of :func:`filterdb.stats.compute.compute_stats` (degeneracy and distribution
+shifts, three passes) run here as dask tasks over *partitions* of the ``filter`` dimension. Every
+task opens the netCDF file itself (it gets a path, never an open handle), reads its filter range
+in slices aligned with the on-disk chunks and returns small accumulators; a tree of merge tasks
 combines them. The three passes are three rounds of tasks. The same code runs on the threaded,
 synchronous or multiprocessing schedulers, on a ``dask.distributed.LocalCluster`` or on a remote
 scheduler (``tcp://host:port``).
@@ -22,12 +22,10 @@ are **bit-identical** to the single-process path, not merely close:
   clipped-coefficient counts (integers) are order-independent, and the coefficients are
   computed from the same chunk-aligned slices, so even BLAS blocking cannot differ;
 - the population (which models enter the PCA, the range and each axis) is decided per filter
-  by the same :class:`filterdb.stats.shifts._ShiftsPasses` methods in every task.
+  by the same :class:`filterdb.stats.shifts.ShiftsPasses` methods in every task.
 
-Memory per task is one chunk plus the largest layer, whatever the partition size.
-
-The extraction fan-out (:func:`extract_many`) runs one task per zoo model; it imports the
-extraction code (and torch) lazily, inside the task, so the statistics never import torch.
+Memory per task is one chunk plus the largest layer, whatever the partition size. The scheduler
+is chosen by :func:`filterdb.stats.schedulers.scheduler_context`.
 """
 
 from __future__ import annotations
@@ -48,75 +46,24 @@ from xarray.core import indexing
 
 from filterdb.dataset.reading import chunk_size_of, iter_chunks, iter_layers, layer_table
 from filterdb.params import section_params
-from filterdb.stats.degeneracy import (
-    DegeneracyParams,
-    _DegeneracyPass,
-    blas_limit,
-)
-from filterdb.stats.shifts import (
-    CoefficientRange,
-    ShiftsParams,
-    StreamingPCA,
-    _apply_sign_rule,
-    _assemble_shifts,
-    _ShiftsPasses,
-    histogram_edges,
-    write_results,
-)
+from filterdb.stats.accumulators import CoefficientRange, StreamingPCA
+from filterdb.stats.binning import histogram_edges
+from filterdb.stats.degeneracy import DegeneracyPass
+from filterdb.stats.params import DegeneracyParams, ShiftsParams, blas_limit
+from filterdb.stats.schedulers import Scheduler, scheduler_context
+from filterdb.stats.shifts import ShiftsPasses, apply_sign_rule, assemble_shifts
+from filterdb.stats.write import write_results
 
 __all__ = [
-    "WORKER_ENVIRON",
     "DaskParams",
     "Partition",
     "compute_stats_dask",
-    "extract_many",
     "partitions",
-    "scheduler_context",
-    "worker_config",
     "write_stats_dask",
 ]
 
 #: Default partition size in on-disk chunks (32 x 65,536 = 2,097,152 filters, 75 MB float32).
 DEFAULT_CHUNKS_PER_PARTITION = 32
-
-#: Local scheduler names accepted by ``scheduler``.
-LOCAL_SCHEDULERS = (
-    "threads",
-    "threading",
-    "synchronous",
-    "sync",
-    "single-threaded",
-    "processes",
-    "multiprocessing",
-)
-
-#: Environment for worker processes. dask's nanny starts workers with
-#: ``MALLOC_TRIM_THRESHOLD_=65536``, which (glibc) also pins the mmap threshold at 128 KiB: every
-#: chunk-sized temporary array is then a fresh ``mmap`` that is page-faulted and zeroed, which
-#: more than doubled the CPU time of the statistics on a worker (measured: 2.5 s -> 5.8 s CPU
-#: for 5.5M filters, almost all of it system time). Raising both thresholds to 64 MiB restores
-#: heap reuse; memory stays flat (``docs/scaling.md``).
-WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": 64 << 20, "MALLOC_MMAP_THRESHOLD_": 64 << 20}
-
-
-def worker_config() -> dict[str, Any]:
-    """dask configuration giving nanny-started workers :data:`WORKER_ENVIRON`.
-
-    Use it around the creation of a ``LocalCluster``; for ``dask worker`` put the same keys
-    in a dask YAML config file (``docs/scaling.md``): environment variables
-    ``DASK_DISTRIBUTED__...`` lower-case the variable name and do not work.
-
-    Examples
-    --------
-    >>> import dask
-    >>> with dask.config.set(worker_config()):
-    ...     dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_")
-    67108864
-    """
-    return {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
-
-
-Scheduler = Any  # None, a scheduler name, an address "tcp://host:port" or a distributed.Client
 
 
 @dataclass(frozen=True)
@@ -147,61 +94,6 @@ class DaskParams:
         True
         """
         return section_params(cls, values, "dask")
-
-
-# --------------------------------------------------------------------------------------------
-# schedulers
-
-
-@contextlib.contextmanager
-def scheduler_context(scheduler: Scheduler = None) -> Iterator[dict[str, Any]]:
-    """Keyword arguments for ``dask.compute`` that select ``scheduler``.
-
-    Parameters
-    ----------
-    scheduler : None, str or distributed.Client
-        ``None`` (dask's default), a local scheduler name (:data:`LOCAL_SCHEDULERS`), a
-        distributed scheduler address (``"tcp://host:port"``, ``"host:port"``), or a
-        ``distributed.Client`` (used as is, not closed). ``"processes"`` keeps one process
-        pool for the whole block.
-
-    Yields
-    ------
-    dict
-        ``{}`` or ``{"scheduler": ...}``. For an address a ``Client`` is connected for the
-        duration of the block and closed afterwards.
-
-    Examples
-    --------
-    >>> with scheduler_context("synchronous") as kw:
-    ...     kw
-    {'scheduler': 'synchronous'}
-    """
-    if scheduler is None:
-        yield {}
-    elif isinstance(scheduler, str) and scheduler.lower() in ("processes", "multiprocessing"):
-        # one pool for every ``dask.compute`` of the block (not one spawn per round)
-        from concurrent.futures import ProcessPoolExecutor
-
-        from dask.multiprocessing import get_context
-
-        workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
-        with ProcessPoolExecutor(workers, mp_context=get_context()) as pool:
-            yield {"scheduler": "processes", "pool": pool}
-    elif isinstance(scheduler, str) and scheduler.lower() in LOCAL_SCHEDULERS:
-        yield {"scheduler": scheduler.lower()}
-    elif isinstance(scheduler, str) and ":" in scheduler:
-        from distributed import Client
-
-        with Client(scheduler, set_as_default=False) as client:
-            yield {"scheduler": client}
-    elif "Client" in type(scheduler).__name__ and hasattr(scheduler, "get"):
-        yield {"scheduler": scheduler}
-    else:
-        raise ValueError(
-            f"scheduler must be None, one of {LOCAL_SCHEDULERS}, an address 'tcp://host:port' "
-            f"or a distributed.Client; got {scheduler!r}"
-        )
 
 
 def _tree_reduce(items: Sequence[Any], merge: Callable[..., Any], fan_in: int = 8) -> Any:
@@ -381,8 +273,8 @@ def _task_pass1(
     path: str, part: Partition, chunk: int, dp: DegeneracyParams, sp: ShiftsParams
 ) -> _Pass1:
     with _open(path) as ds, blas_limit(sp.blas_threads):
-        deg = _DegeneracyPass(ds, dp)
-        passes = _ShiftsPasses(ds, sp)
+        deg = DegeneracyPass(ds, dp)
+        passes = ShiftsPasses(ds, sp)
         first = deg.first[part.layer_start : part.layer_stop]
         count = deg.count[part.layer_start : part.layer_stop]
         pca: dict[int, StreamingPCA] = {}
@@ -412,7 +304,7 @@ def _task_range(
     if part.chunk_start >= part.read_stop:
         return rng
     with _open(path) as ds, blas_limit(sp.blas_threads):
-        passes = _ShiftsPasses(ds, sp)
+        passes = ShiftsPasses(ds, sp)
         passes.pca = pca
         for start, arr in iter_chunks(ds, chunk, part.chunk_start, part.read_stop):
             rng.merge(passes.range_partial(start, arr))  # the kernel of compute_stats
@@ -464,7 +356,7 @@ def _task_hist(
     outside = np.zeros((k, 2), np.int64)
     lo = hi = 0
     with _open(path) as ds, blas_limit(sp.blas_threads):
-        passes = _ShiftsPasses(ds, sp)
+        passes = ShiftsPasses(ds, sp)
         passes.pca = pca
         for start, arr in iter_chunks(ds, chunk, part.chunk_start, part.read_stop):
             s0, local, out = passes.hist_partial(edges, start, arr)  # the kernel of compute_stats
@@ -507,7 +399,8 @@ def compute_stats_dask(
         The dataset (``data/filters.nc``). Every task opens it by this path (made absolute), so
         on a cluster it must be visible at the same path on the driver and on all workers.
     degeneracy_params, shifts_params : params or dict, optional
-        ``params.yaml: degeneracy`` and ``shifts`` (as :func:`filterdb.stats.shifts.compute_stats`).
+        ``params.yaml: degeneracy`` and ``shifts`` (as
+        :func:`filterdb.stats.compute.compute_stats`).
     scheduler : None, str or distributed.Client, optional
         See :func:`scheduler_context`: ``None``, ``"threads"``, ``"synchronous"``,
         ``"processes"``, ``"tcp://host:port"`` or a ``Client``.
@@ -517,7 +410,7 @@ def compute_stats_dask(
     Returns
     -------
     degeneracy, shifts : xarray.Dataset
-        Bit-identical to :func:`filterdb.stats.shifts.compute_stats` on the same file
+        Bit-identical to :func:`filterdb.stats.compute.compute_stats` on the same file
         and parameters.
 
     Examples
@@ -547,17 +440,17 @@ def compute_stats_dask(
         (rng,) = dask.compute(
             _tree_reduce([task2(path, p, chunk, sp, pca) for p in parts], _merge_range), **kw
         )
-        rng = _apply_sign_rule(pca, rng.finalize(sp.n_components), sp.sign_rule)
+        rng = apply_sign_rule(pca, rng.finalize(sp.n_components), sp.sign_rule)
         edges = histogram_edges(rng.min_, rng.max_, sp.bins)
         (hist,) = dask.compute(
             _tree_reduce([task3(path, p, chunk, sp, pca, edges) for p in parts], _merge_counts),
             **kw,
         )
     with xr.open_dataset(path) as ds:
-        deg = _DegeneracyPass(ds, dp)
+        deg = DegeneracyPass(ds, dp)
         for li, row in p1.rows.items():
             deg.rows[li] = row
-        passes = _ShiftsPasses(ds, sp)
+        passes = ShiftsPasses(ds, sp)
         passes.pca, passes.n_nonfinite = pca, p1.n_nonfinite
         n_slots = passes.n_models * passes.n_depth_slots
         counts = np.zeros((n_slots, sp.n_components, sp.bins), np.int64)
@@ -567,7 +460,7 @@ def compute_stats_dask(
         outside = (
             hist.outside if hist.outside is not None else np.zeros((sp.n_components, 2), np.int64)
         )
-        return deg.result(), _assemble_shifts(passes, rng, edges, counts, outside)
+        return deg.result(), assemble_shifts(passes, rng, edges, counts, outside)
 
 
 def write_stats_dask(
@@ -581,7 +474,7 @@ def write_stats_dask(
     partition_filters: int | None = None,
 ) -> dict[str, Any]:
     """:func:`compute_stats_dask`, then write the results as
-    :func:`filterdb.stats.shifts.write_stats`.
+    :func:`filterdb.stats.write.write_stats`.
 
     Parameters
     ----------
@@ -590,7 +483,7 @@ def write_stats_dask(
     degeneracy_nc, degeneracy_json, shifts_nc : path-like
         Outputs (``stats/degeneracy.nc``, ``metrics/degeneracy.json`` or None,
         ``stats/shifts.nc``), committed as one set by
-        :func:`filterdb.stats.shifts.write_results` (:func:`filterdb._atomic.atomic_paths`:
+        :func:`filterdb.stats.write.write_results` (:func:`filterdb._atomic.atomic_paths`:
         the previous set or the new one, even if the process is killed while renaming).
     degeneracy_params, shifts_params, scheduler, partition_filters
         As :func:`compute_stats_dask`.
@@ -604,68 +497,3 @@ def write_stats_dask(
         path_in, degeneracy_params, shifts_params, scheduler, partition_filters
     )
     return write_results(deg, shifts, degeneracy_nc, degeneracy_json, shifts_nc)
-
-
-# --------------------------------------------------------------------------------------------
-# extraction fan-out
-
-_LOAD_LOCK = threading.Lock()
-
-
-def _extract_one(
-    model_id: str, entry: Mapping[str, Any], out: str, store: Mapping[str, Any] | None
-) -> str:
-    """Load, extract and write one model's shard (imports torch lazily, in the worker)."""
-    from filterdb.extract.build import build_shard
-
-    # sources seed torch's global RNG before a random init: serialise builds within a process
-    with _LOAD_LOCK:
-        build_shard(model_id, entry, out, store)
-    return out
-
-
-def extract_many(
-    zoo: Mapping[str, Mapping[str, Any]],
-    shards_dir: str | os.PathLike[str],
-    scheduler: Scheduler = "processes",
-    store: Mapping[str, Any] | None = None,
-    order: Sequence[str] | None = None,
-) -> list[Path]:
-    """Extract every zoo model to its own shard, in parallel, one dask task per model.
-
-    Parameters
-    ----------
-    zoo : mapping
-        ``model_id -> zoo entry`` (``params.yaml: zoo``).
-    shards_dir : path-like
-        Directory of the shards; model ``m`` goes to ``shards_dir / f"{m}.nc"`` (atomically).
-    scheduler : None, str or distributed.Client
-        As :func:`scheduler_context`; default ``"processes"``. With ``"threads"`` model loading
-        is serialised within the process (sources seed torch's global RNG), extraction is not.
-    store : mapping, optional
-        ``params.yaml: store`` (chunking of the shards).
-    order : sequence of str, optional
-        Submission order of the tasks (default: zoo order); it does not affect the result.
-
-    Returns
-    -------
-    list of Path
-        The shards in **zoo order**, whatever the order of submission or completion, ready for
-        :func:`filterdb.dataset.store.assemble` (whose output is then byte-identical to a sequential
-        build).
-    """
-    shards_dir = Path(shards_dir)
-    shards_dir.mkdir(parents=True, exist_ok=True)
-    ids = list(zoo)
-    submit = list(order) if order is not None else ids
-    if sorted(submit) != sorted(ids):
-        raise ValueError("order must be a permutation of the zoo's model ids")
-    task = dask.delayed(_extract_one, pure=False)
-    jobs = [
-        task(m, dict(zoo[m]), str((shards_dir / f"{m}.nc").resolve()), dict(store or {}))
-        for m in submit
-    ]
-    with scheduler_context(scheduler) as kw:
-        done = dask.compute(*jobs, **kw)
-    by_id = dict(zip(submit, done, strict=True))
-    return [Path(by_id[m]) for m in ids]

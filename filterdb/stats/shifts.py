@@ -21,7 +21,7 @@ attribute ``population``; the file has the global attributes ``population`` and 
 Passes over ``weight`` (each one sequential, chunk-aligned, fixed memory):
 
 1. PCA sums (count, mean, centred 9x9 scatter merged with Chan's formula, float64); the
-   degeneracy statistics share this pass in :func:`compute_stats`.
+   degeneracy statistics share this pass in :func:`filterdb.stats.compute.compute_stats`.
 2. The global coefficient range (needs the PCA) and, per component, the coefficient of largest
    magnitude (first in file order on ties), which fixes the u-based signs.
 3. Histogram counts per (model, depth decile, component, bin) in one ``bincount`` (needs the
@@ -52,73 +52,47 @@ Conventions and edge cases:
   group (one non-empty bin per component, finite ``D``).
 - Zero total variance (fewer than two distinct filters overall): ``eta`` is NaN, so ``D`` is NaN.
 - Models without a value on an axis (code < 0 or NaN) are left out of that axis only.
+
+This module holds the passes (:class:`ShiftsPasses`) and the assembly of their results; the
+accumulators are in :mod:`filterdb.stats.accumulators`, the binning in
+:mod:`filterdb.stats.binning`, the groups of each axis in :mod:`filterdb.stats.groups` and the
+symmetric KL and ``D`` in :mod:`filterdb.stats.divergence`.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from filterdb._atomic import atomic_paths, disk_full_as_error, write_atomic_netcdf
 from filterdb.dataset.reading import (
     FoldScales,
-    check_filter_view,
     chunk_size_of,
     default_workers,
     iter_chunks,
-    iter_layers,
     layer_table,
     ordered_map,
-    tap,
 )
 from filterdb.errors import InputError
-from filterdb.params import section_params
-from filterdb.stats.degeneracy import (
-    DegeneracyParams,
-    ScatterAccumulator,
-    _DegeneracyPass,
-    blas_limit,
-    col_min_max,
-    degeneracy_summary,
-    row_peak,
-)
+from filterdb.stats.accumulators import CoefficientRange, StreamingPCA, row_peak
+from filterdb.stats.binning import GroupHistogram, count_outside, histogram_edges, slot_counts
+from filterdb.stats.divergence import histogram_probabilities, shift_matrix
+from filterdb.stats.groups import axis_groups, depth_deciles, depth_labels, population_groups
+from filterdb.stats.params import DEPTH_AXIS, TRAINED_AXIS, ShiftsParams, blas_limit
 
 __all__ = [
-    "CoefficientRange",
-    "GroupHistogram",
-    "ShiftsParams",
-    "StreamingPCA",
-    "axis_groups",
+    "ShiftsPasses",
+    "apply_sign_rule",
+    "assemble_shifts",
     "compute_shifts",
-    "compute_stats",
-    "count_outside",
-    "depth_deciles",
-    "histogram_probabilities",
     "model_roles",
     "scale_filters",
-    "shift_matrix",
-    "slot_counts",
-    "symmetric_kl",
-    "write_shifts",
-    "write_stats",
 ]
 
+
 STATS_VERSION = 1
-DEPTH_AXIS = "depth"
-TRAINED_AXIS = "trained"
-#: Values of ``ShiftsParams.population``.
-POPULATIONS = ("trained", "all")
-#: Values of ``ShiftsParams.sign_rule``.
-SIGN_RULES = ("v-based", "u-based")
 #: Population attribute of the ``trained`` axis under ``population: trained``.
 TRAINED_AXIS_POPULATION = "trained+random-init"
 
@@ -126,129 +100,6 @@ TRAINED_AXIS_POPULATION = "trained+random-init"
 _FIT = 0  # in the PCA, the range and every axis
 _PROJECTED = 1  # projected in the basis, binned with the same edges, on the trained axis only
 _OUT = -1  # in nothing
-
-
-@dataclass(frozen=True)
-class ShiftsParams:
-    """Constants of the shift statistics (``params.yaml`` section ``shifts:``).
-
-    Attributes
-    ----------
-    n_components : int
-        PCA components used (1..9); ``eta`` stays relative to the total variance.
-    bins : int
-        Equal-width histogram bins per component.
-    eps : float
-        Floor for empty bins before renormalising (float32 machine epsilon).
-    axes : sequence of str
-        Grouping axes: model-level categorical variables of the layout (``task``,
-        ``visual_category``, ``training_dataset``, ``family``, ``training``, ...), ``trained``
-        (``training`` collapsed to ``random-init`` vs ``trained``) and ``depth`` (deciles of
-        ``conv_depth_norm``).
-    depth_edges : sequence of float
-        Cut points of the depth groups, right-closed, lowest included (pandas ``cut``).
-    random_init_label : str
-        The ``training`` value that means untrained, for the ``trained`` axis and the
-        population.
-    population : {"trained", "all"}
-        ``trained``: the PCA, the coefficient range and all axes but ``trained`` use the models
-        whose ``training`` is known and not ``random_init_label``; random-init filters are
-        projected in that basis for the ``trained`` axis only (clipped into the end bins when
-        outside the range). ``all``: every model everywhere.
-    sign_rule : {"v-based", "u-based"}
-        PCA component signs: ``v-based`` makes each component's largest-magnitude entry
-        positive; ``u-based`` (scikit-learn 0.24, the study) makes each component's
-        largest-magnitude coefficient over the fit population positive.
-    filters : {"raw", "folded"}
-        ``raw``: the conv's own weights; ``folded``: ``weight * fold_scale`` per output channel
-        (BatchNorm folded, as the study measured), folded chunk by chunk where the passes read
-        them. Peak scaling cancels positive scales; a negative scale flips the filter's sign.
-    chunk_size : int or None
-        Filters per read; ``None`` follows the on-disk chunking of ``weight``.
-    store_model_counts : bool
-        Also store the raw counts per (model, depth decile, component, bin), from which any
-        other grouping of models can be histogrammed without re-reading the data.
-    blas_threads : int or None
-        BLAS threads while computing (``None``: leave as is); see ``DegeneracyParams``.
-    """
-
-    n_components: int = 9
-    bins: int = 70
-    eps: float = 1.1920929e-07
-    axes: tuple[str, ...] = (
-        "task",
-        "visual_category",
-        "training_dataset",
-        "family",
-        "training",
-        TRAINED_AXIS,
-        DEPTH_AXIS,
-    )
-    depth_edges: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-    random_init_label: str = "random-init"
-    population: str = "trained"
-    sign_rule: str = "v-based"
-    chunk_size: int | None = None
-    store_model_counts: bool = True
-    blas_threads: int | None = 1
-    filters: str = "raw"
-
-    def __post_init__(self) -> None:
-        check_filter_view(self.filters, "shifts")
-        for key, allowed in (("population", POPULATIONS), ("sign_rule", SIGN_RULES)):
-            value = getattr(self, key)
-            if not isinstance(value, str) or value not in allowed:
-                raise InputError(
-                    f"shifts.{key} must be one of {', '.join(allowed)}; got {value!r}"
-                    + ("" if isinstance(value, str) else f" ({type(value).__name__})")
-                )
-        if not isinstance(self.random_init_label, str) or not self.random_init_label:
-            raise InputError(
-                f"shifts.random_init_label must be a non-empty string; "
-                f"got {self.random_init_label!r}"
-            )
-        object.__setattr__(self, "axes", tuple(self.axes))
-        object.__setattr__(self, "depth_edges", tuple(float(e) for e in self.depth_edges))
-        if not 1 <= int(self.n_components) <= 9:
-            raise InputError(f"n_components must be in 1..9, got {self.n_components}")
-        if int(self.bins) < 1:
-            raise InputError(f"bins must be >= 1, got {self.bins}")
-        if not self.eps > 0:
-            raise InputError(f"eps must be > 0, got {self.eps}")
-        e = np.asarray(self.depth_edges)
-        if e.size < 2 or np.any(np.diff(e) <= 0):
-            raise InputError("depth_edges must be at least two increasing numbers")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> ShiftsParams:
-        """Build from a mapping (e.g. ``params.yaml: shifts``); unknown keys raise."""
-        return section_params(cls, values, "shifts")
-
-    @classmethod
-    def coerce(cls, params: ShiftsParams | Mapping[str, Any] | None) -> ShiftsParams:
-        """Return ``params`` as :class:`ShiftsParams` (``None`` gives the defaults)."""
-        if isinstance(params, cls):
-            return params
-        return cls.from_dict(params)
-
-    def as_attrs(self) -> dict[str, Any]:
-        """The parameters as netCDF-safe attributes (``param_<name>``)."""
-        out: dict[str, Any] = {}
-        for k, v in asdict(self).items():
-            if v is None:
-                v = "none"
-            elif isinstance(v, bool):
-                v = int(v)
-            elif isinstance(v, tuple) and v and isinstance(v[0], str):
-                v = " ".join(v)
-            elif isinstance(v, tuple):
-                v = np.asarray(v, dtype=np.float64)
-            out[f"param_{k}"] = v
-        return out
-
-
-# --------------------------------------------------------------------------------------------
-# building blocks
 
 
 def scale_filters(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -281,470 +132,6 @@ def scale_filters(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, finite
 
 
-class StreamingPCA:
-    """PCA from streamed rows: count, mean and centred scatter (float64, Chan's merge).
-
-    Parameters
-    ----------
-    n_components : int
-        Components kept (the ratios stay relative to the total variance).
-
-    Attributes
-    ----------
-    n_samples_ : int
-        Rows seen.
-    mean_ : numpy.ndarray
-        ``(n_features,)`` mean row.
-    components_ : numpy.ndarray
-        ``(n_components, n_features)`` principal axes, by decreasing variance; each row's entry
-        of largest magnitude is positive (v-based signs; :meth:`flip` changes them).
-    explained_variance_ : numpy.ndarray
-        Variances along the components (denominator ``n - 1``, as scikit-learn).
-    explained_variance_ratio_ : numpy.ndarray
-        ``explained_variance_ / total variance``; NaN when the total variance is 0.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(500, 9)) * np.arange(9, 0, -1)
-    >>> pca = StreamingPCA().update(x[:200]).update(x[200:]).finalize()
-    >>> bool(np.isclose(pca.explained_variance_ratio_.sum(), 1.0))
-    True
-    """
-
-    def __init__(self, n_components: int = 9, n_features: int = 9) -> None:
-        self.n_components = n_components
-        self.n_features = n_features
-
-    def _acc(self) -> ScatterAccumulator:
-        if not hasattr(self, "_scatter"):
-            self._scatter = ScatterAccumulator(self.n_features)
-        return self._scatter
-
-    def update(self, x: np.ndarray) -> StreamingPCA:
-        """Add rows ``x`` of shape ``(n, n_features)``; returns ``self``."""
-        self._acc().update(x)
-        return self
-
-    def merge(self, other: StreamingPCA) -> StreamingPCA:
-        """Combine with another accumulator (parallel workers); returns ``self``."""
-        self._acc().merge(other._acc())
-        return self
-
-    def finalize(self) -> StreamingPCA:
-        """Compute the learned attributes from the accumulated sums; returns ``self``."""
-        acc = self._acc().finalize()
-        n = acc.n_
-        self.n_samples_ = n
-        self.mean_ = acc.mean_
-        cov = acc.scatter_ / (n - 1) if n > 1 else np.zeros_like(acc.scatter_)
-        vals, vecs = np.linalg.eigh(cov)
-        order = np.argsort(vals)[::-1]
-        vals = np.clip(vals[order], 0.0, None)
-        comps = vecs[:, order].T
-        idx = np.argmax(np.abs(comps), axis=1)
-        signs = np.sign(comps[np.arange(comps.shape[0]), idx])
-        comps *= np.where(signs == 0, 1.0, signs)[:, None]
-        total = vals.sum()
-        k = self.n_components
-        self.components_ = comps[:k]
-        self.explained_variance_ = vals[:k]
-        self.explained_variance_ratio_ = vals[:k] / total if total > 0 else np.full(k, np.nan)
-        return self
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Coefficients ``(x - mean_) @ components_.T`` (float64)."""
-        return np.dot(np.asarray(x, dtype=np.float64) - self.mean_, self.components_.T)
-
-    def _transform_owned(self, x: np.ndarray) -> np.ndarray:
-        """:meth:`transform` of a float64 array the caller owns: centred in place (the same
-        arithmetic, one temporary less), so ``x`` is overwritten."""
-        np.subtract(x, self.mean_, out=x)
-        return np.dot(x, self.components_.T)
-
-    def flip(self, signs: np.ndarray) -> StreamingPCA:
-        """Multiply component ``i`` by ``signs[i]`` (``+1`` or ``-1``); returns ``self``."""
-        signs = np.asarray(signs, dtype=np.float64)
-        if not np.all(np.abs(signs) == 1.0):
-            raise ValueError(f"signs must be +1 or -1, got {signs}")
-        self.components_ = self.components_ * signs[:, None]
-        return self
-
-
-class CoefficientRange:
-    """Streaming min and max of coefficients, and each component's peak coefficient.
-
-    :meth:`update` takes coefficient rows ``(n, k)``: it tracks the global min and max over all
-    values, the min and max per column, and per column the value of largest magnitude (the
-    first in ``index`` order on ties, as ``numpy.argmax`` over the rows of ``U`` picks it).
-
-    Attributes
-    ----------
-    min_, max_ : float
-        Global extremes (NaN when nothing was seen).
-    component_min_, component_max_ : numpy.ndarray
-        ``(k,)`` extremes per column (NaN when nothing was seen).
-    peak_ : numpy.ndarray
-        ``(k,)`` per column the value of largest magnitude; its sign is the u-based sign.
-    peak_index_ : numpy.ndarray
-        ``(k,)`` int64 ``index`` of that value (-1 when nothing was seen).
-    """
-
-    def _state(self) -> tuple[float, float]:
-        if not hasattr(self, "_lo"):
-            self._lo, self._hi = math.inf, -math.inf
-            self._seen = 0
-            self._cols: tuple[np.ndarray, ...] | None = None
-        return self._lo, self._hi
-
-    def update(self, values: np.ndarray, index: np.ndarray | None = None) -> CoefficientRange:
-        """Add coefficient rows ``(n, k)`` (other shapes: only the global extremes).
-
-        ``index`` gives each row's position in the data (increasing; default: the number of
-        rows added before); it breaks ties of the peak magnitude. Returns ``self``.
-        """
-        lo, hi = self._state()
-        v = np.asarray(values)
-        if v.ndim == 2 and v.shape[0]:
-            n = v.shape[0]
-            cmin, cmax = col_min_max(v)  # exact, as v.min(axis=0), v.max(axis=0)
-            # the global extremes are the extremes of the columns' (NaN propagates alike)
-            self._lo, self._hi = min(lo, float(cmin.min())), max(hi, float(cmax.max()))
-            idx = (
-                np.arange(self._seen, self._seen + n, dtype=np.int64)
-                if index is None
-                else np.asarray(index, dtype=np.int64)
-            )
-            arg = np.argmax(np.abs(v), axis=0)  # first occurrence: the smallest index
-            cols = np.arange(v.shape[1])
-            self._merge_cols((cmin, cmax, v[arg, cols].astype(np.float64), idx[arg]))
-        elif v.size:
-            self._lo, self._hi = min(lo, float(v.min())), max(hi, float(v.max()))
-        if v.ndim == 2:
-            self._seen += v.shape[0]
-        return self
-
-    def _merge_cols(self, other: tuple[np.ndarray, ...] | None) -> None:
-        if other is None:
-            return
-        if self._cols is None:
-            self._cols = tuple(np.array(a) for a in other)
-            return
-        cmin, cmax, peak, pidx = self._cols
-        omin, omax, opeak, oidx = other
-        if omin.shape != cmin.shape:
-            raise ValueError("cannot combine coefficient rows with different numbers of columns")
-        a, b = np.abs(peak), np.abs(opeak)
-        take = (b > a) | ((b == a) & (oidx < pidx))
-        self._cols = (
-            np.minimum(cmin, omin),
-            np.maximum(cmax, omax),
-            np.where(take, opeak, peak),
-            np.where(take, oidx, pidx),
-        )
-
-    def merge(self, other: CoefficientRange) -> CoefficientRange:
-        """Combine with another accumulator; returns ``self``."""
-        lo, hi = self._state()
-        olo, ohi = other._state()
-        self._lo, self._hi = min(lo, olo), max(hi, ohi)
-        self._merge_cols(other._cols)
-        self._seen += other._seen
-        return self
-
-    def finalize(self, n_components: int | None = None) -> CoefficientRange:
-        """Set the attributes (``n_components`` sizes the per-column ones when nothing was
-        seen); returns ``self``."""
-        lo, hi = self._state()
-        empty = lo > hi
-        self.min_ = math.nan if empty else lo
-        self.max_ = math.nan if empty else hi
-        if self._cols is not None:
-            cmin, cmax, peak, pidx = (np.array(a) for a in self._cols)
-        else:
-            k = int(n_components or 0)
-            cmin, cmax, peak = (np.full(k, np.nan) for _ in range(3))
-            pidx = np.full(k, -1, np.int64)
-        self.component_min_, self.component_max_ = cmin, cmax
-        self.peak_, self.peak_index_ = peak, pidx
-        return self
-
-    def u_based_signs(self) -> np.ndarray:
-        """``sign(peak_)`` per component, ``+1`` where the peak is 0 or undefined."""
-        return np.where(self.peak_ < 0, -1.0, 1.0)
-
-    def flipped(self, signs: np.ndarray) -> CoefficientRange:
-        """The finalized range of the coefficients after multiplying column ``i`` by
-        ``signs[i]`` (exact: negation commutes with the projection in IEEE arithmetic)."""
-        signs = np.asarray(signs, dtype=np.float64)
-        neg = signs < 0
-        out = CoefficientRange()
-        out._state()
-        out._seen = self._seen
-        cmin = np.where(neg, -self.component_max_, self.component_min_)
-        cmax = np.where(neg, -self.component_min_, self.component_max_)
-        out._cols = (cmin, cmax, self.peak_ * signs, self.peak_index_.copy())
-        if cmin.size and np.isfinite(cmin).all():
-            out._lo, out._hi = float(cmin.min()), float(cmax.max())
-        else:
-            out._lo, out._hi = self._lo, self._hi
-        return out.finalize(signs.size)
-
-
-def histogram_edges(lo: float, hi: float, bins: int) -> np.ndarray:
-    """Bin edges as ``numpy.histogram(range=(lo, hi), bins=bins)`` makes them.
-
-    A zero-width range is widened by 0.5 on each side; an undefined (NaN) range gives ``[0, 1]``
-    (numpy's choice for empty data).
-    """
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        lo, hi = 0.0, 1.0
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    return np.linspace(lo, hi, int(bins) + 1, endpoint=True, dtype=np.float64)
-
-
-def bin_indices(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin index of each value, exactly as ``numpy.histogram`` assigns it for equal bins.
-
-    Values below the first edge go to bin 0 and above the last to the last bin (the streaming
-    passes only bin values inside the range; clipping guards against nothing being dropped).
-
-    As numpy does, an estimate ``e = int((x - lo) / (hi - lo) * bins)`` (clipped to the bins)
-    is corrected against the edges themselves: ``e - 1`` where ``x < edges[e]``, ``e + 1``
-    where ``x >= edges[e + 1]`` (never past the last bin, which is closed on the right). The
-    two corrections exclude each other, so both are read off the estimate, with two lookups
-    into small tables and no boolean indexing. The result is a new ``intp`` array.
-    """
-    bins = edges.size - 1
-    first, last = edges[0], edges[-1]
-    x = np.asarray(x, dtype=np.float64)
-    # upper[e] = edges[e + 1], except the last bin: NaN, so that no comparison moves it up
-    upper = np.append(edges[1:-1], np.nan)
-    t = np.subtract(x, first)
-    t /= last - first
-    t *= bins
-    with np.errstate(invalid="ignore"):
-        idx = t.astype(np.intp)
-    np.clip(idx, 0, bins - 1, out=idx)
-    move = np.empty(x.shape, dtype=bool)
-    np.take(edges, idx, out=t)
-    np.less(x, t, out=move)  # below the estimate's lower edge: one bin down
-    np.take(upper, idx, out=t)
-    idx -= move
-    np.greater_equal(x, t, out=move)  # at or above its upper edge: one bin up
-    idx += move
-    np.maximum(idx, 0, out=idx)  # below the first edge: bin 0
-    return idx
-
-
-def slot_counts(
-    coefs: np.ndarray, slots: np.ndarray, edges: np.ndarray
-) -> tuple[int, np.ndarray | None]:
-    """Histogram counts of coefficient rows per (group slot, component, bin), one ``bincount``.
-
-    Parameters
-    ----------
-    coefs : numpy.ndarray
-        ``(n, k)`` coefficients.
-    slots : numpy.ndarray
-        ``(n,)`` group slot of each row; rows with a negative slot are skipped.
-    edges : numpy.ndarray
-        Common bin edges (:func:`histogram_edges`); binned by :func:`bin_indices`.
-
-    Returns
-    -------
-    first_slot : int
-        The lowest slot seen (0 when none).
-    counts : numpy.ndarray or None
-        int64 ``(last_slot - first_slot + 1, k, bins)``, or None when no row has a slot.
-    """
-    coefs = np.asarray(coefs, dtype=np.float64)
-    slots = np.asarray(slots, dtype=np.int64)
-    keep = slots >= 0
-    if not keep.all():
-        coefs, slots = coefs[keep], slots[keep]
-    if slots.size == 0:
-        return 0, None
-    k, bins = coefs.shape[1], edges.size - 1
-    s0, s1 = int(slots.min()), int(slots.max())
-    key = bin_indices(coefs, edges)  # a new array: the key is built in it
-    key += np.arange(k, dtype=np.intp) * bins
-    if s1 > s0:
-        key += ((slots - s0) * (k * bins))[:, None]
-    local = np.bincount(key.ravel(), minlength=(s1 - s0 + 1) * k * bins)
-    return s0, local.reshape(s1 - s0 + 1, k, bins)
-
-
-class GroupHistogram:
-    """Streaming histogram counts per (group slot, component, bin) in one ``bincount``.
-
-    Parameters
-    ----------
-    n_slots : int
-        Number of group slots (values of ``slots`` in :meth:`update` are ``0..n_slots-1``;
-        negative slots are skipped).
-    edges : numpy.ndarray
-        Common bin edges (from :func:`histogram_edges`).
-
-    Attributes
-    ----------
-    counts_ : numpy.ndarray
-        int64 ``(n_slots, n_components, bins)``.
-    """
-
-    def __init__(self, n_slots: int, edges: np.ndarray) -> None:
-        self.n_slots = n_slots
-        self.edges = edges
-
-    def _state(self, n_components: int | None = None) -> np.ndarray:
-        if not hasattr(self, "_counts"):
-            if n_components is None:
-                raise ValueError("update() the histogram before finalize() or merge()")
-            self._counts = np.zeros(
-                (self.n_slots, n_components, self.edges.size - 1), dtype=np.int64
-            )
-        return self._counts
-
-    def update(self, coefs: np.ndarray, slots: np.ndarray) -> GroupHistogram:
-        """Add coefficient rows ``(n, n_components)`` with their group slot ``(n,)``."""
-        coefs = np.asarray(coefs, dtype=np.float64)
-        counts = self._state(coefs.shape[1])
-        s0, local = slot_counts(coefs, slots, self.edges)
-        if local is not None:
-            counts[s0 : s0 + local.shape[0]] += local
-        return self
-
-    def merge(self, other: GroupHistogram) -> GroupHistogram:
-        """Add another accumulator's counts (same edges and slots); returns ``self``."""
-        if not np.array_equal(self.edges, other.edges):
-            raise ValueError("cannot merge histograms with different bin edges")
-        if hasattr(other, "_counts"):
-            self._state(other._counts.shape[1])
-            self._counts += other._counts
-        return self
-
-    def finalize(self, n_components: int | None = None) -> GroupHistogram:
-        """Set ``counts_``; returns ``self``."""
-        self.counts_ = self._state(n_components).copy()
-        return self
-
-
-def histogram_probabilities(counts: np.ndarray, edges: np.ndarray, eps: float) -> np.ndarray:
-    """Turn counts into the recipe's floored probability vectors.
-
-    ``density = counts / n / width`` (as ``numpy.histogram(density=True)``), empty bins set to
-    ``eps``, then divided by its sum. Along the last axis; rows with no counts give NaN.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    n = counts.sum(axis=-1, keepdims=True)
-    width = np.diff(edges)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dens = counts / width / n
-    dens = np.where(counts == 0, eps, dens)
-    dens = np.where(n > 0, dens, np.nan)
-    return dens / dens.sum(axis=-1, keepdims=True)
-
-
-def symmetric_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``KL(p||q) + KL(q||p)`` (natural log) along the last axis; NaN if either is NaN."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    return (p * np.log(p / q)).sum(axis=-1) + (q * np.log(q / p)).sum(axis=-1)
-
-
-def shift_matrix(probs: np.ndarray, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairwise shifts ``D`` between groups.
-
-    Parameters
-    ----------
-    probs : numpy.ndarray
-        ``(groups, components, bins)`` from :func:`histogram_probabilities`.
-    eta : numpy.ndarray
-        ``(components,)`` explained-variance ratios.
-
-    Returns
-    -------
-    D : numpy.ndarray
-        ``(groups, groups)``, ``D[a, b] = sum_i eta_i KLsym(p_a,i, p_b,i)``: symmetric, zero on
-        the diagonal of non-empty groups, NaN rows/columns for empty groups.
-    klsym : numpy.ndarray
-        ``(groups, groups, components)`` per-component symmetric KL.
-    """
-    g = probs.shape[0]
-    kl = np.zeros((g, g, probs.shape[1]))
-    for a in range(g):
-        kl[a] = symmetric_kl(probs[a][None], probs)
-    kl = (kl + kl.transpose(1, 0, 2)) / 2.0  # exact symmetry against rounding
-    empty = np.isnan(probs).any(axis=(1, 2))
-    for a in range(g):
-        kl[a, a] = np.nan if empty[a] else 0.0
-    return (kl * eta).sum(axis=-1), kl
-
-
-def depth_deciles(depth_norm: np.ndarray, edges: Sequence[float]) -> np.ndarray:
-    """Group index of each normalised depth: right-closed bins, lowest edge included.
-
-    Matches ``pandas.cut(depth_norm, edges, include_lowest=True)``; values outside the edges or
-    NaN give -1.
-    """
-    e = np.asarray(edges, dtype=np.float64)
-    x = np.asarray(depth_norm, dtype=np.float64)
-    idx = np.searchsorted(e, x, side="left") - 1
-    idx = np.where(x == e[0], 0, idx)
-    bad = ~np.isfinite(x) | (x < e[0]) | (x > e[-1])
-    return np.where(bad, -1, idx).astype(np.int64)
-
-
-def _depth_labels(edges: Sequence[float]) -> list[str]:
-    return [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(edges)]
-
-
-def _categorical(ds: xr.Dataset, name: str) -> tuple[list[str], np.ndarray]:
-    """Labels and per-model codes (-1 missing) of a model-level categorical variable."""
-    if name not in ds.variables:
-        raise InputError(f"axis {name!r}: the dataset has no model variable {name!r}")
-    var = ds[name]
-    raw = np.asarray(var.values)
-    if raw.dtype.kind in "OSU":
-        labels = sorted({str(v) for v in raw if str(v) not in ("", "nan", "None")})
-        lookup = {lab: i for i, lab in enumerate(labels)}
-        return labels, np.array([lookup.get(str(v), -1) for v in raw], np.int64)
-    meanings = str(var.attrs.get("flag_meanings", "")).split()
-    values = var.attrs.get("flag_values")
-    finite = np.isfinite(raw.astype(np.float64))
-    codes = np.where(finite, raw.astype(np.float64), -1).astype(np.int64)
-    if not meanings:
-        present = sorted(set(codes[codes >= 0].tolist()))
-        meanings = [str(v) for v in present]
-        values = present
-    values = np.atleast_1d(np.asarray(values if values is not None else range(len(meanings))))
-    lookup = {int(v): i for i, v in enumerate(values.tolist())}
-    return meanings, np.array([lookup.get(int(c), -1) for c in codes], np.int64)
-
-
-def axis_groups(
-    ds: xr.Dataset, axis: str, params: ShiftsParams | Mapping[str, Any] | None = None
-) -> tuple[list[str], np.ndarray]:
-    """Group labels of a model-level axis and each model's group (-1: not on this axis).
-
-    ``trained`` collapses ``training`` into ``random-init`` and ``trained``; other names are
-    model-level categorical variables of the layout (codes with ``flag_values`` and
-    ``flag_meanings``). The ``depth`` axis is per layer and handled by :func:`depth_deciles`.
-    """
-    p = ShiftsParams.coerce(params)
-    if axis == TRAINED_AXIS:
-        labels, codes = _categorical(ds, "training")
-        is_random = np.array([lab == p.random_init_label for lab in labels], bool)
-        out = np.where(codes < 0, -1, np.where(is_random[np.maximum(codes, 0)], 0, 1))
-        return ["random-init", "trained"], out.astype(np.int64)
-    return _categorical(ds, axis)
-
-
-# --------------------------------------------------------------------------------------------
-# the passes
-
-
 def model_roles(
     ds: xr.Dataset, params: ShiftsParams | Mapping[str, Any] | None = None
 ) -> np.ndarray:
@@ -771,7 +158,7 @@ def model_roles(
     return np.where(grp == 1, _FIT, np.where(grp == 0, _PROJECTED, _OUT)).astype(np.int8)
 
 
-def _apply_sign_rule(pca: StreamingPCA, rng: CoefficientRange, rule: str) -> CoefficientRange:
+def apply_sign_rule(pca: StreamingPCA, rng: CoefficientRange, rule: str) -> CoefficientRange:
     """Flip ``pca`` to ``rule`` (it is v-based after ``finalize``); returns the range after the
     flip (finalized). ``rng`` holds the coefficients of the v-based basis."""
     if rule == "v-based":
@@ -781,7 +168,14 @@ def _apply_sign_rule(pca: StreamingPCA, rng: CoefficientRange, rule: str) -> Coe
     return rng.flipped(signs)
 
 
-class _ShiftsPasses:
+class ShiftsPasses:
+    """The three passes of the shift statistics over one dataset (see the module docstring).
+
+    Holds the per-filter roles and group slots, the PCA sums (pass 1) and the per-chunk kernels
+    of every pass; :func:`compute_shifts`, :func:`filterdb.stats.compute.compute_stats` and the
+    dask tasks of :mod:`filterdb.stats.distributed` all run these kernels.
+    """
+
     def __init__(self, ds: xr.Dataset, params: ShiftsParams) -> None:
         self.ds = ds
         self.p = params
@@ -875,7 +269,7 @@ class _ShiftsPasses:
         keep = finite & (self.roles(start, arr.shape[0]) == _FIT) if self.masked else finite
         if not keep.all():
             x = x[keep]
-        return self.pca._transform_owned(x), start + np.flatnonzero(keep)
+        return self.pca.transform_owned(x), start + np.flatnonzero(keep)
 
     def range_partial(self, start: int, arr: np.ndarray) -> CoefficientRange:
         """Extremes and peak coefficients of one chunk (merge them in any order)."""
@@ -901,7 +295,7 @@ class _ShiftsPasses:
             x = x[keep]
         if not self.masked:
             projected = np.zeros(x.shape[0], bool)
-        return self.pca._transform_owned(x), keep, projected
+        return self.pca.transform_owned(x), keep, projected
 
     def hist_partial(
         self, edges: np.ndarray, start: int, arr: np.ndarray
@@ -929,7 +323,7 @@ class _ShiftsPasses:
         rng = CoefficientRange()
         for part in ordered_map(self.range_partial, iter_chunks(self.ds, chunk), workers):
             rng.merge(part)  # pass 2
-        rng = _apply_sign_rule(self.pca, rng.finalize(self.p.n_components), self.p.sign_rule)
+        rng = apply_sign_rule(self.pca, rng.finalize(self.p.n_components), self.p.sign_rule)
         edges = histogram_edges(rng.min_, rng.max_, self.p.bins)
         k = self.p.n_components
         counts = np.zeros((self.n_models * self.n_depth_slots, k, self.p.bins), np.int64)
@@ -940,15 +334,7 @@ class _ShiftsPasses:
                 counts[s0 : s0 + local.shape[0]] += local
             outside += out
         counts = counts.reshape(self.n_models, self.n_depth_slots, k, self.p.bins)
-        return _assemble_shifts(self, rng, edges, counts, outside)
-
-
-def count_outside(out: np.ndarray, coefs: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Add to ``out[component, (below, above)]`` the coefficients outside ``edges``."""
-    if coefs.size:
-        out[:, 0] += (coefs < edges[0]).sum(axis=0)
-        out[:, 1] += (coefs > edges[-1]).sum(axis=0)
-    return out
+        return assemble_shifts(self, rng, edges, counts, outside)
 
 
 def _group_block(
@@ -988,24 +374,16 @@ def _group_block(
     }
 
 
-def _population_groups(
-    labels: list[str], model_group: np.ndarray, fit: np.ndarray
-) -> tuple[list[str], np.ndarray]:
-    """Keep only the fit population's models and the labels that one of them has."""
-    group = np.where(fit[: model_group.size], model_group, -1)
-    present = sorted(set(group[group >= 0].tolist()))
-    remap = np.full(len(labels) + 1, -1, np.int64)
-    remap[present] = np.arange(len(present))
-    return [labels[i] for i in present], np.where(group >= 0, remap[group], -1)
-
-
-def _assemble_shifts(
-    sp: _ShiftsPasses,
+def assemble_shifts(
+    sp: ShiftsPasses,
     rng: CoefficientRange,
     edges: np.ndarray,
     counts: np.ndarray,
     outside: np.ndarray,
 ) -> xr.Dataset:
+    """The shift dataset (as :func:`compute_shifts` returns it) from the finished passes: the
+    PCA of ``sp``, the coefficient range ``rng`` after the sign rule, the bin ``edges``, the
+    counts per (model, depth slot, component, bin) and the clipped coefficients ``outside``."""
     p, pca, ds = sp.p, sp.pca, sp.ds
     k = p.n_components
     eta = pca.explained_variance_ratio_
@@ -1052,7 +430,7 @@ def _assemble_shifts(
     for axis in p.axes:
         population = p.population
         if axis == DEPTH_AXIS:
-            labels = _depth_labels(p.depth_edges)
+            labels = depth_labels(p.depth_edges)
             c = counts[fit, : sp.n_dec].sum(axis=0)
             nm = (counts[fit, : sp.n_dec, 0, :].sum(axis=-1) > 0).sum(axis=0)
             coords["depth_lower"] = (DEPTH_AXIS, np.asarray(p.depth_edges[:-1]))
@@ -1063,7 +441,7 @@ def _assemble_shifts(
                 if p.population != "all":
                     population = TRAINED_AXIS_POPULATION
             elif p.population != "all":
-                labels, model_group = _population_groups(labels, model_group, fit)
+                labels, model_group = population_groups(labels, model_group, fit)
             onehot = (model_group[None, :] == np.arange(len(labels))[:, None]).astype(np.int64)
             onehot = np.pad(onehot, ((0, 0), (0, sp.n_models - onehot.shape[1])))
             c = np.tensordot(onehot, per_model, axes=(1, 0))
@@ -1081,7 +459,7 @@ def _assemble_shifts(
             },
             encoding={"zlib": True, "complevel": 4},
         )
-        coords["depth_slot"] = np.asarray([*_depth_labels(p.depth_edges), "none"], dtype=object)
+        coords["depth_slot"] = np.asarray([*depth_labels(p.depth_edges), "none"], dtype=object)
         if "model" in ds.variables:
             coords["model"] = np.asarray(ds["model"].values)
     n_projected = int(model_filters[projected].sum())
@@ -1128,72 +506,6 @@ def _assemble_shifts(
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# public entry points
-
-
-def compute_stats(
-    ds: xr.Dataset,
-    degeneracy_params: DegeneracyParams | Mapping[str, Any] | None = None,
-    shifts_params: ShiftsParams | Mapping[str, Any] | None = None,
-    workers: int | None = None,
-) -> tuple[xr.Dataset, xr.Dataset]:
-    """Degeneracy and shift statistics with the degeneracy sharing the first pass.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        A dataset in the filterdb layout, typically opened lazily.
-    degeneracy_params, shifts_params : params or dict, optional
-        ``params.yaml: degeneracy`` and ``shifts``.
-    workers : int, optional
-        Compute threads (default :func:`filterdb.dataset.reading.default_workers`: the usable
-        cores, or ``$FILTERDB_THREADS``). The calling thread reads the chunks in file order; chunks
-        and layers are computed on the threads and their partial results folded in file order,
-        so the results are bit-identical for any number of threads.
-
-    Returns
-    -------
-    degeneracy, shifts : xarray.Dataset
-        As :func:`filterdb.stats.degeneracy.compute_degeneracy` and :func:`compute_shifts`.
-    """
-    dp = DegeneracyParams.coerce(degeneracy_params)
-    sp = ShiftsParams.coerce(shifts_params)
-    chunk = chunk_size_of(ds, sp.chunk_size if sp.chunk_size is not None else dp.chunk_size)
-    n_workers = default_workers() if workers is None else max(int(workers), 1)
-    deg = _DegeneracyPass(ds, dp)
-    passes = _ShiftsPasses(ds, sp)
-    with blas_limit(sp.blas_threads):
-        jobs = _pass1_jobs(iter_chunks(ds, chunk), deg, passes)
-        for kind, a, b in ordered_map(_run_job, jobs, n_workers):  # pass 1, shared
-            if kind == "pca":
-                passes.merge_pca(a, b)  # file order: the sequential summation order
-            else:
-                deg.set_row(a, b)
-        return deg.result(), passes.run_after_pass1(chunk, n_workers)
-
-
-def _run_job(kind: str, fn: Callable[..., Any], *args: Any) -> tuple[str, Any, Any]:
-    """Run one job of :func:`_pass1_jobs`: ``("pca", sums, n_bad)`` or ``("layer", li, row)``."""
-    out = fn(*args)
-    return (kind, *out) if kind == "pca" else (kind, args[0], out)
-
-
-def _pass1_jobs(
-    chunks: Iterator[tuple[int, np.ndarray]], deg: _DegeneracyPass, passes: _ShiftsPasses
-) -> Iterator[tuple[Any, ...]]:
-    """The jobs of the shared first pass, in file order: each chunk's PCA sums, and each
-    layer's degeneracy statistics as soon as its last chunk is read."""
-    read: list[tuple[int, np.ndarray]] = []
-    for li, w in iter_layers(tap(chunks, lambda s, a: read.append((s, a))), deg.first, deg.count):
-        for start, arr in read:
-            yield ("pca", passes.pca_partial, start, arr)
-        read.clear()
-        yield ("layer", deg.layer_row, li, w)
-    for start, arr in read:  # chunks after the last layer
-        yield ("pca", passes.pca_partial, start, arr)
-
-
 def compute_shifts(
     ds: xr.Dataset,
     params: ShiftsParams | Mapping[str, Any] | None = None,
@@ -1208,7 +520,8 @@ def compute_shifts(
     params : ShiftsParams or dict, optional
         ``params.yaml: shifts``.
     workers : int, optional
-        Compute threads, as in :func:`compute_stats` (the result does not depend on it).
+        Compute threads, as in :func:`filterdb.stats.compute.compute_stats` (the result does not
+        depend on it).
 
     Returns
     -------
@@ -1227,84 +540,10 @@ def compute_shifts(
         ``_used``, ``n_models_pca`` / ``_projected``, ``coef_min``, ``coef_max``.
     """
     sp = ShiftsParams.coerce(params)
-    passes = _ShiftsPasses(ds, sp)
+    passes = ShiftsPasses(ds, sp)
     chunk = chunk_size_of(ds, sp.chunk_size)
     n_workers = default_workers() if workers is None else max(int(workers), 1)
     with blas_limit(sp.blas_threads):
         for part, bad in ordered_map(passes.pca_partial, iter_chunks(ds, chunk), n_workers):
             passes.merge_pca(part, bad)  # in file order
         return passes.run_after_pass1(chunk, n_workers)
-
-
-def write_shifts(
-    path_in: str | os.PathLike[str],
-    path_nc: str | os.PathLike[str],
-    params: ShiftsParams | Mapping[str, Any] | None = None,
-) -> xr.Dataset:
-    """Compute shift statistics of ``path_in`` and write them atomically to ``path_nc``."""
-    with xr.open_dataset(path_in) as ds:
-        out = compute_shifts(ds, params)
-    write_atomic_netcdf(out, path_nc)
-    return out
-
-
-def write_stats(
-    path_in: str | os.PathLike[str],
-    degeneracy_nc: str | os.PathLike[str],
-    degeneracy_json: str | os.PathLike[str] | None,
-    shifts_nc: str | os.PathLike[str],
-    degeneracy_params: DegeneracyParams | Mapping[str, Any] | None = None,
-    shifts_params: ShiftsParams | Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Compute both statistics in three passes (degeneracy shares the first) and write them.
-
-    Returns
-    -------
-    dict
-        The degeneracy summary (also written to ``degeneracy_json`` when given).
-    """
-    with xr.open_dataset(path_in) as ds:
-        deg, shifts = compute_stats(ds, degeneracy_params, shifts_params)
-    return write_results(deg, shifts, degeneracy_nc, degeneracy_json, shifts_nc)
-
-
-def write_results(
-    deg: xr.Dataset,
-    shifts: xr.Dataset,
-    degeneracy_nc: str | os.PathLike[str],
-    degeneracy_json: str | os.PathLike[str] | None,
-    shifts_nc: str | os.PathLike[str],
-) -> dict[str, Any]:
-    """Write computed statistics as one set: both netCDF files and the degeneracy summary.
-
-    Every file is written to a temporary sibling first and the set is committed with
-    :func:`filterdb._atomic.atomic_paths`: renamed into place only when all are complete, under a
-    journal that the next run completes if this one is killed between the renames. So the
-    outputs are always the previous set or the new one, never a degeneracy file of one input
-    beside shift files of another.
-
-    Returns
-    -------
-    dict
-        The degeneracy summary (also written to ``degeneracy_json`` when given).
-
-    Raises
-    ------
-    filterdb._atomic.DiskFullError
-        A file could not be written for lack of space (named; the previous set stays).
-    """
-    summary = degeneracy_summary(deg)
-    targets = [Path(degeneracy_nc), Path(shifts_nc)]
-    if degeneracy_json is not None:
-        targets.append(Path(degeneracy_json))
-    with atomic_paths(*targets) as temps:  # renames on exit, after every write succeeded
-        with disk_full_as_error(targets[0], temps[0]):
-            deg.to_netcdf(temps[0])
-        with disk_full_as_error(targets[1], temps[1]):
-            shifts.to_netcdf(temps[1])
-        if degeneracy_json is not None:
-            with disk_full_as_error(targets[2], temps[2]):
-                temps[2].write_text(
-                    json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-                )
-    return summary

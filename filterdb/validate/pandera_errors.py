@@ -184,7 +184,8 @@ def failures_from_dataset_errors(
     source : str
         The file name; named in each failure.
     layout : mapping
-        The layout the schema was built from (:func:`~filterdb.validate.schema_files.dataset_layout`).
+        The layout the schema was built from
+        (:func:`~filterdb.validate.schema_files.dataset_layout`).
 
     Returns
     -------

@@ -3,9 +3,9 @@
 The release issue asks that "the statistics recompute to the stored values on a sample of layers
 and groups". The functions here re-derive a deterministic sample of stored numbers straight from
 ``data/filters.nc`` with plain numpy/scipy, written again from METHODS.md sections 2-3 in a
-compact reference form. They deliberately do **not** call :mod:`filterdb.stats.degeneracy` or
-:mod:`filterdb.stats.shifts` (nor torch or any extraction code), so a bug there is not
-reproduced here.
+compact reference form. They deliberately do **not** call the statistics code of
+:mod:`filterdb.stats` (:mod:`~filterdb.stats.degeneracy`, :mod:`~filterdb.stats.shifts` and the
+modules they use), nor torch or any extraction code, so a bug there is not reproduced here.
 
 Both checks return a list of human-readable problems (empty when everything agrees) and are
 cheap: they read only the sampled layers or groups of ``weight``.

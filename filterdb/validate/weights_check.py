@@ -1,6 +1,6 @@
 """One streaming pass over ``weight``: finite values, consistent indices, no duplicated models.
 
-The schema checks of :mod:`filterdb.validate.schema` read only metadata. This pass reads the
+The schema checks of :mod:`filterdb.validate.layout` read only metadata. This pass reads the
 filters once, chunk by chunk in fixed memory, and checks what only the values can show:
 
 - every weight is finite (a NaN or Inf is named by model and layer);
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from filterdb.dataset.reading import chunk_size_of, iter_chunks
-from filterdb.validate.schema import Failure, SchemaValidationError
+from filterdb.validate.failures import Failure, SchemaValidationError
 
 __all__ = ["check_weights", "layer_hashes"]
 
@@ -78,8 +78,14 @@ def layer_hashes(ds: Any, chunk: int | None = None) -> tuple[list[str], list[Fai
 
     if n_layers and (first[0] != 0 or int(count.sum()) != n_filters):
         failures.append(
-            Failure(source, None, None, "layer_filter_count", str(int(count.sum())),
-                    f"layer filter counts sum to the {n_filters} filters")
+            Failure(
+                source,
+                None,
+                None,
+                "layer_filter_count",
+                str(int(count.sum())),
+                f"layer filter counts sum to the {n_filters} filters",
+            )
         )
         return ["" for _ in range(n_layers)], failures
     if not n_filters:
@@ -108,13 +114,25 @@ def layer_hashes(ds: Any, chunk: int | None = None) -> tuple[list[str], list[Fai
                 hashers[layer].update(arr[a:b].tobytes())
     for layer, k in sorted(bad_nonfinite.items()):
         failures.append(
-            Failure(source, layer, label(layer), "weight", f"{k} filter(s) with NaN/Inf",
-                    "finite weights")
+            Failure(
+                source,
+                layer,
+                label(layer),
+                "weight",
+                f"{k} filter(s) with NaN/Inf",
+                "finite weights",
+            )
         )
     if bad_index:
         failures.append(
-            Failure(source, None, None, "filter_layer", f"{bad_index} filter(s)",
-                    "filter_layer equal to the layer whose range holds the filter")
+            Failure(
+                source,
+                None,
+                None,
+                "filter_layer",
+                f"{bad_index} filter(s)",
+                "filter_layer equal to the layer whose range holds the filter",
+            )
         )
     return [h.hexdigest() for h in hashers], failures
 
@@ -149,9 +167,14 @@ def check_weights(ds: Any, chunk: int | None = None) -> dict[str, str]:
             continue  # models without 3x3 layers have nothing to duplicate
         if fp in seen:
             failures.append(
-                Failure(source, i, f"model {model!r}", "weight",
-                        f"same 3x3 weights as model {seen[fp]!r}, layer for layer",
-                        "no duplicated models")
+                Failure(
+                    source,
+                    i,
+                    f"model {model!r}",
+                    "weight",
+                    f"same 3x3 weights as model {seen[fp]!r}, layer for layer",
+                    "no duplicated models",
+                )
             )
         else:
             seen[fp] = model

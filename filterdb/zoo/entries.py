@@ -62,10 +62,10 @@ def zoo_entries(params: Mapping[str, Any], path: str = "params.yaml") -> dict[st
         A model id used twice (also across ``zoo`` and ``trained``), a malformed id, a
         missing source, or a missing ``meta`` (or one lacking a key of
         :data:`ENTRY_META_KEYS`).
-    filterdb.validate.schema.SchemaValidationError
+    filterdb.validate.failures.SchemaValidationError
         An unknown meta key or a value outside its vocabulary.
     """
-    from filterdb.validate.schema import validate_entry_meta  # pandera: only when entries are read
+    from filterdb.validate.entry_meta import validate_entry_meta  # only when entries are read
 
     entries: dict[str, dict[str, Any]] = {}
     for section in ("zoo", "trained"):

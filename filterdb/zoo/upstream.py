@@ -19,8 +19,9 @@ float64 upstream weights to float32 is the one lossy step; it matches filterdb's
 A layer with NaN or Inf weights (or values beyond float32's range) stops the import with an error
 naming the model, the layer and the count, and nothing is written, as for extracted models.
 
-Labels are mapped to ``filterdb/validate/schemas/vocabularies.yaml`` through the alias tables below
-(data, not code), with the known corrections of METHODS.md section 4 applied:
+Labels are mapped to ``filterdb/validate/schemas/vocabularies.yaml`` through the aliases and family
+patterns of the label table ``filterdb/zoo/labels.yaml`` (:mod:`filterdb.zoo.labels`; data, not
+code), with the known corrections of METHODS.md section 4 applied:
 
 - a task containing "Segmentation" (any case) is ``segmentation``;
 - a ``compnet_..._NITRC_...`` model labelled ``medical-ct`` is ``medical-mri``.
@@ -71,10 +72,16 @@ import numpy as np
 import pandas as pd
 
 from filterdb._atomic import atomic_path
-from filterdb.dataset import store
-from filterdb.dataset.store import StoreParams
+from filterdb.dataset.write import StoreParams, write_dataset
 from filterdb.errors import FilterDBError
 from filterdb.version import __version__
+from filterdb.zoo.labels import (
+    label_aliases,
+    map_label,
+    match_family,
+    none_labels,
+    normalise_label,
+)
 
 __all__ = [
     "DEPTH_METHOD",
@@ -85,7 +92,6 @@ __all__ = [
     "UpstreamFormatError",
     "UpstreamWeightsError",
     "import_upstream",
-    "map_label",
     "read_meta",
 ]
 
@@ -96,110 +102,6 @@ FILTERS_KEYS = ("filters", "filter")  # v1.0.0 uses `filters`; the upstream READ
 MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 KERNEL_COLUMN_RE = re.compile(r"^\(\s*([1-9]\d*)\s*,\s*([1-9]\d*)\s*\)\s*filters$")
 NITRC_RE = re.compile(r"compnet_.*_NITRC_", re.IGNORECASE)
-
-# ------------------------------------------------------------------------------ mapping tables
-# Keys are normalised labels (lower case, runs of other characters than [a-z0-9] -> "-");
-# a normalised label equal to a vocabulary value maps to itself without an entry here.
-
-TASK_ALIASES: dict[str, str] = {
-    "image-classification": "classification",
-    "detection": "object-detection",
-    "objectdetection": "object-detection",
-    "gan": "gan-generator",
-    "generator": "gan-generator",
-    "gan-gen": "gan-generator",
-    "discriminator": "gan-discriminator",
-    "gan-disc": "gan-discriminator",
-    "styletransfer": "style-transfer",
-    "superresolution": "super-resolution",
-    "super-res": "super-resolution",
-    "facedetection": "face-detection",
-    "depth-prediction": "depth-estimation",
-    "monocular-depth-estimation": "depth-estimation",
-    "facerecognition": "face-recognition",
-    "autoencoder": "auto-encoder",
-}
-
-VISUAL_CATEGORY_ALIASES: dict[str, str] = {
-    "natural-images": "natural",
-    "handwritten": "handwriting",
-    "handwritten-digits": "handwriting",
-    "face": "faces",
-    "xray": "medical-xray",
-    "x-ray": "medical-xray",
-    "medical-x-ray": "medical-xray",
-    "ct": "medical-ct",
-    "mri": "medical-mri",
-    "artwork": "art",
-    "paintings": "art",
-    "maps": "map",
-    "astronomical": "astronomy",
-    "fractal": "fractals",
-    "texture": "textures",
-    "infrared": "thermal",
-    "car": "cars",
-    "plant": "plants",
-}
-
-DATASET_ALIASES: dict[str, str] = {
-    "imagenet": "imagenet-1k",
-    "imagenet1k": "imagenet-1k",
-    "imagenet-1000": "imagenet-1k",
-    "ilsvrc": "imagenet-1k",
-    "ilsvrc2012": "imagenet-1k",
-    "ilsvrc-2012": "imagenet-1k",
-    "imagenet-2012": "imagenet-1k",
-    "imagenet21k": "imagenet-21k",
-    "imagenet-22k": "imagenet-21k",  # the same full ImageNet (21,841 classes), named either way
-    "imagenet22k": "imagenet-21k",
-    "cifar10": "cifar-10",
-    "cifar100": "cifar-100",
-    "fashionmnist": "fashion-mnist",
-    "fmnist": "fashion-mnist",
-    "k-mnist": "kmnist",
-    "widerface": "wider-face",
-}
-
-# Empty / "none"-like pretraining labels: upstream leaves the column empty for models trained
-# from scratch.
-NONE_LABELS = frozenset({"", "none", "no", "n-a", "na", "nan", "scratch", "from-scratch"})
-
-TRAINING_ALIASES: dict[str, str] = {
-    "supervised": "normal",
-    "standard": "normal",
-    "adversarially-trained": "adversarial",
-    "robust": "adversarial",
-    "random": "random-init",
-    "distillation": "distilled",
-    "self-supervised-learning": "self-supervised",
-    "ssl": "self-supervised",
-}
-
-# First match wins; matched against the normalised Backbone, then Network, then the model name.
-FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
-    (r"resnext", "resnext"),
-    (r"(?:^|-)se-?res|senet", "senet"),
-    (r"convnext", "convnext"),
-    (r"resnet|(?:^|-)wrn(?:-|$)|preact", "resnet"),
-    (r"densenet", "densenet"),
-    (r"efficientnet", "efficientnet"),
-    (r"mobilenet", "mobilenet"),
-    (r"mnasnet", "mnasnet"),
-    (r"ghostnet", "ghostnet"),
-    (r"regnet", "regnet"),
-    (r"hrnet", "hrnet"),
-    (r"(?:^|-)dla(?:\d|-|$)", "dla"),
-    (r"(?:^|-)dpn(?:\d|-|$)", "dpn"),
-    (r"xception", "xception"),
-    (r"inception|googlenet", "inception"),
-    (r"vgg", "vgg"),
-    (r"alexnet", "alexnet"),
-    (r"squeezenet", "squeezenet"),
-    (r"(?:^|-)u-?net", "unet"),
-    (r"csp", "cspnet"),
-    (r"mtcnn", "mtcnn"),
-    (r"auto-?encoder", "auto-encoder"),
-)
 
 # Upstream column names (normalised) for each role; the first present wins.
 COLUMN_ROLES: dict[str, tuple[str, ...]] = {
@@ -336,64 +238,8 @@ def _json_default(x: Any) -> Any:
 # ------------------------------------------------------------------------------ labels
 
 
-def _norm(value: Any) -> str | None:
-    """Normalise a label: lower case, runs of other characters than [a-z0-9] -> '-'."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def map_label(value: Any, aliases: Mapping[str, str], vocabulary: Sequence[str]) -> str | None:
-    """Map one upstream label to a vocabulary value.
-
-    Parameters
-    ----------
-    value : object
-        The upstream label (any case, spaces or underscores).
-    aliases : mapping
-        Normalised label -> vocabulary value.
-    vocabulary : sequence of str
-        The allowed values.
-
-    Returns
-    -------
-    str or None
-        The vocabulary value, or None when the label cannot be mapped.
-
-    Examples
-    --------
-    >>> map_label("Object Detection", TASK_ALIASES, ["object-detection"])
-    'object-detection'
-    >>> map_label("GAN-Generator", TASK_ALIASES, ["gan-generator"])
-    'gan-generator'
-    >>> map_label("Medical CT", VISUAL_CATEGORY_ALIASES, ["medical-ct"])
-    'medical-ct'
-    >>> map_label("Pose Estimation", TASK_ALIASES, ["classification"]) is None
-    True
-    """
-    key = _norm(value)
-    if key is None:
-        return None
-    mapped = aliases.get(key, key)
-    return mapped if mapped in vocabulary else None
-
-
-def _family(*candidates: Any) -> str | None:
-    for value in candidates:
-        key = _norm(value)
-        if key is None:
-            continue
-        for pattern, family in FAMILY_PATTERNS:
-            if re.search(pattern, key):
-                return family
-    return None
-
-
 def _text(value: Any) -> str | None:
-    key = _norm(value)
+    key = normalise_label(value)
     return None if key is None else str(value).strip()
 
 
@@ -520,7 +366,7 @@ def _parse_ranges(path: Path, meta: pd.DataFrame, n_filters: int) -> tuple[np.nd
 
 
 def _column_of(meta: pd.DataFrame, role: str) -> str | None:
-    by_norm = {_norm(c): c for c in meta.columns if isinstance(c, str)}
+    by_norm = {normalise_label(c): c for c in meta.columns if isinstance(c, str)}
     for candidate in COLUMN_ROLES[role]:
         if candidate in by_norm:
             return by_norm[candidate]
@@ -564,7 +410,7 @@ class _Unmapped:
         self.items: dict[tuple[str, str | None, str | None, str], list[str]] = {}
 
     def add(self, column: str, upstream: str | None, value: Any, to: str, model: str) -> None:
-        shown = None if _norm(value) is None else str(value)
+        shown = None if normalise_label(value) is None else str(value)
         self.items.setdefault((column, upstream, shown, to), []).append(model)
 
     def report(self) -> list[Unmapped]:
@@ -577,7 +423,7 @@ class _Unmapped:
 def _model_meta(
     firsts: pd.DataFrame, ids: list[str], cols: Mapping[str, str | None], report: ImportReport
 ) -> pd.DataFrame:
-    from filterdb.validate.schema import load_vocabularies
+    from filterdb.validate.schema_files import load_vocabularies
 
     vocab = load_vocabularies()
     for name, value in (
@@ -601,8 +447,8 @@ def _model_meta(
         out: dict[str, Any] = {}
         # task (correction: anything containing "segmentation" collapses to segmentation)
         raw = get("task")
-        task = map_label(raw, TASK_ALIASES, vocab["task"])
-        if _norm(raw) is not None and "segmentation" in str(raw).lower():
+        task = map_label(raw, label_aliases("task"), vocab["task"])
+        if normalise_label(raw) is not None and "segmentation" in str(raw).lower():
             if task != "segmentation":
                 report.corrections.append(
                     Correction(
@@ -617,8 +463,10 @@ def _model_meta(
 
         # visual category (correction: compnet_..._NITRC_... is MRI, not CT)
         raw = get("visual_category")
-        vc = map_label(raw, VISUAL_CATEGORY_ALIASES, vocab["visual_category"])
-        names = " ".join(str(x) for x in (get("model"), get("name"), mid) if _norm(x) is not None)
+        vc = map_label(raw, label_aliases("visual_category"), vocab["visual_category"])
+        names = " ".join(
+            str(x) for x in (get("model"), get("name"), mid) if normalise_label(x) is not None
+        )
         if vc == "medical-ct" and NITRC_RE.search(names):
             report.corrections.append(
                 Correction(
@@ -637,16 +485,16 @@ def _model_meta(
 
         # datasets
         raw = get("training_dataset")
-        ds = map_label(raw, DATASET_ALIASES, vocab["training_dataset"])
+        ds = map_label(raw, label_aliases("dataset"), vocab["training_dataset"])
         if ds is None:
             ds = "unknown"
             unmapped.add("training_dataset", cols["training_dataset"], raw, ds, mid)
         out["training_dataset"] = ds
         raw = get("pretraining_dataset")
-        if (_norm(raw) or "") in NONE_LABELS:
+        if (normalise_label(raw) or "") in none_labels():
             pre = "none"
         else:
-            pre = map_label(raw, DATASET_ALIASES, vocab["pretraining_dataset"])
+            pre = map_label(raw, label_aliases("dataset"), vocab["pretraining_dataset"])
             if pre is None:
                 pre = "unknown"
                 unmapped.add("pretraining_dataset", cols["pretraining_dataset"], raw, pre, mid)
@@ -654,18 +502,18 @@ def _model_meta(
 
         # architecture (free text, no whitespace) and family
         network, backbone = get("network"), get("backbone")
-        arch = _norm(network) or _norm(backbone)
+        arch = normalise_label(network) or normalise_label(backbone)
         if not arch:
             arch = "unknown"
             unmapped.add("architecture", cols["network"], network, arch, mid)
         out["architecture"] = arch
-        family = _family(backbone, network, get("name"), get("model"))
+        family = match_family(backbone, network, get("name"), get("model"), source="upstream")
         if family is None:
             family = "other"
             unmapped.add(
                 "family",
                 cols["backbone"] or cols["network"],
-                backbone if _norm(backbone) else network,
+                backbone if normalise_label(backbone) else network,
                 family,
                 mid,
             )
@@ -674,8 +522,8 @@ def _model_meta(
         # training method
         raw = get("training")
         training = "unknown"
-        if cols["training"] is not None and _norm(raw) is not None:
-            mapped = map_label(raw, TRAINING_ALIASES, vocab["training"])
+        if cols["training"] is not None and normalise_label(raw) is not None:
+            mapped = map_label(raw, label_aliases("training"), vocab["training"])
             if mapped is None:
                 unmapped.add("training", cols["training"], raw, training, mid)
             else:
@@ -929,7 +777,7 @@ def import_upstream(
     report_path : path-like, optional
         Where to write the report; default ``<out_path>.import-report.json``.
     validate : bool
-        Check the result with :func:`filterdb.validate.schema.validate_dataset` before it is renamed
+        Check the result with :func:`filterdb.validate.layout.validate_dataset` before it is renamed
         into place.
 
     Returns
@@ -947,7 +795,7 @@ def import_upstream(
         written: filterdb's contract has finite weights only).
     filterdb._atomic.DiskFullError
         The dataset or the report could not be written for lack of space (nothing is left).
-    filterdb.validate.schema.SchemaValidationError
+    filterdb.validate.failures.SchemaValidationError
         The converted dataset fails validation (a bug; nothing is written).
 
     Notes
@@ -1026,7 +874,7 @@ def import_upstream(
             progress,
         )
         with atomic_path(out_path) as tmp:
-            store.write_dataset(
+            write_dataset(
                 tmp,
                 models,
                 layers,
@@ -1073,7 +921,7 @@ def _import_attrs(h5_path: Path) -> dict[str, str]:
 def _validate(path: Path, label: Path) -> None:
     import xarray as xr
 
-    from filterdb.validate.schema import validate_dataset
+    from filterdb.validate.layout import validate_dataset
 
     with xr.open_dataset(path) as ds:
         validate_dataset(ds, str(label))

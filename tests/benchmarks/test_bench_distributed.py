@@ -9,7 +9,7 @@ Scale with environment variables (defaults keep ``--benchmark-disable`` runs qui
 - ``FILTERDB_BENCH_DIST_COST_FILE``: a dataset for the per-filter cost breakdown (default: a
   synthetic file of ``FILTERDB_BENCH_DIST_FILTERS`` filters; e.g. ``data/filters.nc``).
 - ``FILTERDB_BENCH_DIST_MALLOC``: ``tuned`` (default: workers get
-  ``filterdb.stats.distributed.WORKER_ENVIRON``) or ``dask`` (dask's own
+  ``filterdb.stats.schedulers.WORKER_ENVIRON``) or ``dask`` (dask's own
   ``MALLOC_TRIM_THRESHOLD_``).
 - ``FILTERDB_BENCH_DIR``: where the synthetic files go (default: pytest's temporary directory;
   files of 5e6 filters or more are deleted after use).
@@ -40,16 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest_stats import synthetic_file
 
 from filterdb.dataset.reading import chunk_size_of, iter_chunks, iter_layers, layer_table
-from filterdb.stats.degeneracy import DegeneracyParams, _DegeneracyPass, blas_limit
-from filterdb.stats.distributed import compute_stats_dask, worker_config
-from filterdb.stats.shifts import (
-    CoefficientRange,
-    GroupHistogram,
-    ShiftsParams,
-    _ShiftsPasses,
-    compute_stats,
-    histogram_edges,
-)
+from filterdb.stats.accumulators import CoefficientRange
+from filterdb.stats.binning import GroupHistogram, histogram_edges
+from filterdb.stats.compute import compute_stats
+from filterdb.stats.degeneracy import DegeneracyPass
+from filterdb.stats.distributed import compute_stats_dask
+from filterdb.stats.params import DegeneracyParams, ShiftsParams, blas_limit
+from filterdb.stats.schedulers import worker_config
+from filterdb.stats.shifts import ShiftsPasses
 
 distributed = pytest.importorskip("distributed")
 
@@ -238,8 +236,8 @@ def test_per_filter_costs(benchmark, bench_dir):
         chunks = list(iter_chunks(ds, chunk))  # in memory: the compute below reads nothing
         t_all = _time(lambda: compute_stats(ds))
         with blas_limit(1):
-            deg = _DegeneracyPass(ds, dp)
-            passes = _ShiftsPasses(ds, sp)
+            deg = DegeneracyPass(ds, dp)
+            passes = ShiftsPasses(ds, sp)
 
             def degeneracy() -> None:
                 for li, w in iter_layers(iter(chunks), first, count):

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from filterdb.dataset.store import write_model
+from filterdb.dataset.write import write_model
 from filterdb.extract.filters import extract_filters
 from filterdb.sources import load_model
 

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest_stats import synthetic_file
 
 from filterdb.dataset.reading import chunk_size_of, default_workers, iter_chunks
-from filterdb.stats.shifts import compute_shifts, compute_stats
+from filterdb.stats.compute import compute_stats
+from filterdb.stats.shifts import compute_shifts
 
 ASSERT_GOALS = os.environ.get("FILTERDB_BENCH_ASSERT_GOALS") == "1"
 
@@ -191,7 +192,7 @@ CHILD = textwrap.dedent(
     """
     import json, resource, sys
     import xarray as xr
-    from filterdb.stats.shifts import compute_stats
+    from filterdb.stats.compute import compute_stats
     with xr.open_dataset(sys.argv[1]) as ds:
         deg, sh = compute_stats(ds)
     hwm = None

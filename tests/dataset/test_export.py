@@ -15,7 +15,7 @@ from tests.conftest_stats import make_dataset, simple_zoo, write_dataset
 pytest.importorskip("zarr")
 
 from filterdb.dataset.export import export_zarr, open_zarr
-from filterdb.dataset.store import read_tables
+from filterdb.dataset.tables import read_tables
 
 
 @pytest.fixture(scope="module")

@@ -11,21 +11,20 @@ import xarray as xr
 from torch import nn
 
 import filterdb  # noqa: F401  (registers the accessor)
+from filterdb.dataset.assemble import assemble
+from filterdb.dataset.content_hash import content_hash
 from filterdb.dataset.reading import FoldScales
-from filterdb.dataset.store import (
-    StoreError,
-    assemble,
-    content_hash,
-    read_fold,
-    read_tables,
-    write_model,
-)
+from filterdb.dataset.tables import StoreError, read_fold, read_tables
+from filterdb.dataset.write import write_model
 from filterdb.extract.filters import ExtractionError, extract_filters
 from filterdb.extract.fold import graph_fold_scales
 from filterdb.sources import LoadedModel, load_model
-from filterdb.stats.degeneracy import DegeneracyParams, compute_degeneracy, write_degeneracy
-from filterdb.stats.shifts import ShiftsParams, compute_shifts, compute_stats, write_stats
-from filterdb.validate.schema import validate_dataset
+from filterdb.stats.compute import compute_stats
+from filterdb.stats.degeneracy import compute_degeneracy
+from filterdb.stats.params import DegeneracyParams, ShiftsParams
+from filterdb.stats.shifts import compute_shifts
+from filterdb.stats.write import write_degeneracy, write_stats
+from filterdb.validate.layout import validate_dataset
 from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +291,7 @@ def test_assemble_keeps_channel_offsets(tmp_path, resnet18, branchy) -> None:
 
 
 def test_zero_layer_dataset_writes_and_validates(tmp_path, branchy) -> None:
-    from filterdb.validate.schema import SchemaValidationError
+    from filterdb.validate.failures import SchemaValidationError
 
     none = extract_filters("none", LoadedModel(module=nn.Conv2d(3, 4, 1)))
     shard = write_model(tmp_path / "n.nc", none, META, "timm", "w")

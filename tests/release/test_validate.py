@@ -35,7 +35,8 @@ def built(tmp_path_factory, tiny_dataset, cli_env_module) -> Path:
     Its dataset is the tiny dataset's two small models (a few thousand filters), so that the
     byte-flip tests can validate hundreds of times in seconds.
     """
-    from filterdb.dataset.store import StoreParams, assemble
+    from filterdb.dataset.assemble import assemble
+    from filterdb.dataset.write import StoreParams
 
     root = tmp_path_factory.mktemp("repo")
     shards = [tiny_dataset.parent / f"{m}.nc" for m in ("mnist-cnn", "mtcnn-pnet")]

@@ -15,8 +15,8 @@ from filterdb.report.markdown import (
     shift_extremes,
     write_report,
 )
+from filterdb.stats.compute import compute_stats
 from filterdb.stats.degeneracy import randomness_threshold
-from filterdb.stats.shifts import compute_stats
 from tests.conftest_stats import make_dataset, simple_zoo, write_dataset
 
 

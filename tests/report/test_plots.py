@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from filterdb.report.plots import DEPTH_CSV, DEPTH_CSV_COLUMNS, make_plots, sort_by_column_mean
-from filterdb.stats.shifts import compute_stats
+from filterdb.stats.compute import compute_stats
 from tests.conftest_stats import make_dataset, simple_zoo, write_dataset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -11,15 +11,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from filterdb.stats.degeneracy import (
-    DegeneracyParams,
-    ScatterAccumulator,
-    compute_degeneracy,
-    degeneracy_summary,
-    layer_stats,
-    randomness_threshold,
-    write_degeneracy,
-)
+from filterdb.stats.accumulators import ScatterAccumulator
+from filterdb.stats.degeneracy import compute_degeneracy, layer_stats, randomness_threshold
+from filterdb.stats.params import DegeneracyParams
+from filterdb.stats.write import degeneracy_summary, write_degeneracy
 from tests.conftest import REPO
 from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
@@ -348,6 +343,6 @@ def test_statistics_modules_never_import_extraction_code(name):
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module)
     forbidden = {"torch", "torchvision", "timm", "filterdb.extract.filters", "filterdb.sources",
-                 "filterdb.dataset.store"}
+                 "filterdb.dataset.write", "filterdb.dataset.assemble"}
     assert not {m for m in imported if m.split(".")[0] in {"torch", "torchvision", "timm"}
                 or m in forbidden or m.startswith(("filterdb.sources", "filterdb.extract"))}

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from filterdb.stats.compute import compute_stats
 from filterdb.stats.distributed import (
     DaskParams,
     compute_stats_dask,
-    extract_many,
     partitions,
-    scheduler_context,
     write_stats_dask,
 )
-from filterdb.stats.shifts import compute_stats, write_stats
+from filterdb.stats.fanout import extract_many
+from filterdb.stats.schedulers import scheduler_context
+from filterdb.stats.write import write_stats
 from tests.conftest import TINY_ZOO
 from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
@@ -190,7 +191,8 @@ def test_scheduler_names_and_params():
 
 def test_extraction_fan_out_is_deterministic(tmp_path):
     """Models extracted in parallel, submitted in a shuffled order, assemble byte-identically."""
-    from filterdb.dataset.store import StoreParams, assemble
+    from filterdb.dataset.assemble import assemble
+    from filterdb.dataset.write import StoreParams
 
     store = {"chunk_filters": 4096}
     seq = extract_many(TINY_ZOO, tmp_path / "seq", scheduler="synchronous", store=store)

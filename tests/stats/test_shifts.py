@@ -12,22 +12,14 @@ from scipy.stats import entropy
 from sklearn.decomposition import PCA
 from sklearn.utils.extmath import svd_flip
 
+from filterdb.stats.accumulators import CoefficientRange, StreamingPCA
+from filterdb.stats.binning import GroupHistogram, bin_indices, histogram_edges
+from filterdb.stats.compute import compute_stats
 from filterdb.stats.degeneracy import compute_degeneracy
-from filterdb.stats.shifts import (
-    CoefficientRange,
-    GroupHistogram,
-    ShiftsParams,
-    StreamingPCA,
-    axis_groups,
-    bin_indices,
-    compute_shifts,
-    compute_stats,
-    depth_deciles,
-    histogram_edges,
-    model_roles,
-    scale_filters,
-    write_shifts,
-)
+from filterdb.stats.groups import axis_groups, depth_deciles
+from filterdb.stats.params import ShiftsParams
+from filterdb.stats.shifts import compute_shifts, model_roles, scale_filters
+from filterdb.stats.write import write_shifts
 from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, write_dataset
 
 RTOL = 1e-6

@@ -1,7 +1,7 @@
 """`filterdb stats all` commits its three outputs as one set, even when killed mid-commit.
 
 A child process writes a new set over an old one with the real writer
-(:func:`filterdb.stats.shifts.write_stats`; ``write_stats_dask`` of filterdb/stats/distributed.py
+(:func:`filterdb.stats.write.write_stats`; ``write_stats_dask`` of filterdb/stats/distributed.py
 shares its ``write_results``) and is killed with SIGKILL at a chosen ``os.replace``: between
 two renames of the set, or just before its commit journal is renamed into place. The outputs lie
 in two folders, as in the pipeline (``stats/`` and ``metrics/``). The test then does what the next
@@ -23,14 +23,14 @@ import xarray as xr
 import yaml
 
 from filterdb._atomic import remove_stale_temps, roll_forward
-from filterdb.stats.shifts import write_stats
+from filterdb.stats.write import write_stats
 from tests.conftest import REPO
 
 # kills the writer at the n-th call of os.replace of one kind: "set" (a temp of the set onto its
 # target) or "journal" (the journal's own atomic write)
 CHILD = r"""
 import json, os, signal, sys
-from filterdb.stats.shifts import write_stats
+from filterdb.stats.write import write_stats
 
 a = json.loads(sys.argv[1])
 real, seen = os.replace, {"set": 0, "journal": 0}

@@ -11,8 +11,11 @@ import xarray as xr
 
 from filterdb.dataset.reading import default_workers, ordered_map
 from filterdb.errors import InputError
-from filterdb.stats.degeneracy import col_min_max, compute_degeneracy
-from filterdb.stats.shifts import bin_indices, compute_shifts, compute_stats, histogram_edges
+from filterdb.stats.accumulators import col_min_max
+from filterdb.stats.binning import bin_indices, histogram_edges
+from filterdb.stats.compute import compute_stats
+from filterdb.stats.degeneracy import compute_degeneracy
+from filterdb.stats.shifts import compute_shifts
 from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, simple_zoo, write_dataset
 
 

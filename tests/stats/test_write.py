@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from filterdb.stats.shifts import write_stats
+from filterdb.stats.write import write_stats
 from tests.conftest import REPO
 
 

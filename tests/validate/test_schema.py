@@ -1,4 +1,4 @@
-"""Tests of filterdb.validate.schema: table schemas, the dataset layout, one lazy report."""
+"""Tests of the schema checks: tables, entry meta, the dataset layout, one lazy report."""
 
 from __future__ import annotations
 
@@ -10,16 +10,12 @@ import pytest
 import xarray as xr
 
 from filterdb.dataset.contract import CATEGORICAL, SCHEMA_VERSION
-from filterdb.validate import schema
-from filterdb.validate.schema import (
-    SchemaValidationError,
-    load_vocabularies,
-    schema_version,
-    validate_dataset,
-    validate_entry_meta,
-    validate_layers,
-    validate_models,
-)
+from filterdb.validate import schema_files
+from filterdb.validate.entry_meta import validate_entry_meta
+from filterdb.validate.failures import SchemaValidationError
+from filterdb.validate.layout import validate_dataset
+from filterdb.validate.schema_files import load_vocabularies, schema_version
+from filterdb.validate.tables import validate_layers, validate_models
 
 # --------------------------------------------------------------------------------------------
 # fixtures: a tiny contract-conforming database (2 models, 3 layers, 18 filters)
@@ -253,19 +249,19 @@ def test_all_schema_files_share_one_version() -> None:
 
 def test_schema_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ["vocabularies.yaml", "models.yaml", "layers.yaml", "dataset.yaml"]:
-        (tmp_path / name).write_text((schema.schema_dir() / name).read_text())
+        (tmp_path / name).write_text((schema_files.schema_dir() / name).read_text())
     text = (tmp_path / "vocabularies.yaml").read_text()
     (tmp_path / "vocabularies.yaml").write_text(text.replace("  task:\n", "  task:\n    - dance\n"))
-    monkeypatch.setenv(schema.SCHEMA_DIR_ENV, str(tmp_path))
-    assert schema.schema_dir() == tmp_path.resolve()
+    monkeypatch.setenv(schema_files.SCHEMA_DIR_ENV, str(tmp_path))
+    assert schema_files.schema_dir() == tmp_path.resolve()
     assert "dance" in load_vocabularies()["task"]
 
 
 def test_missing_schema_dir_names_the_env_var(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(schema.SCHEMA_DIR_ENV, str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match=schema.SCHEMA_DIR_ENV):
+    monkeypatch.setenv(schema_files.SCHEMA_DIR_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=schema_files.SCHEMA_DIR_ENV):
         load_vocabularies()
 
 
@@ -600,7 +596,7 @@ def test_every_failure_kind_lands_in_one_report(tmp_path: Path) -> None:
 def test_a_dataset_whose_models_have_no_3x3_conv_validates(tmp_path: Path, cli_env) -> None:
     import subprocess
 
-    from filterdb.dataset.store import write_model
+    from filterdb.dataset.write import write_model
     from filterdb.extract.filters import ModelFilters
     from tests.conftest import MNIST_ENTRY
 

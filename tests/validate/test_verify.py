@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from filterdb.stats.degeneracy import write_degeneracy
-from filterdb.stats.shifts import write_shifts, write_stats
+from filterdb.stats.write import write_degeneracy, write_shifts, write_stats
 from filterdb.validate.verify import (
     recheck_degeneracy,
     recheck_shifts,

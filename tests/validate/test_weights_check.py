@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from filterdb.validate.schema import SchemaValidationError
+from filterdb.validate.failures import SchemaValidationError
 from filterdb.validate.weights_check import check_weights, layer_hashes
 from tests.conftest_stats import LayerSpec, ModelSpec, make_dataset, write_dataset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from filterdb.params import ParamsError, load_params
-from filterdb.validate.schema import SchemaValidationError
+from filterdb.validate.failures import SchemaValidationError
 from filterdb.zoo.entries import zoo_entries
 from tests.conftest import MNIST_ENTRY, REPO
 

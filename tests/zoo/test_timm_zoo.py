@@ -1,4 +1,4 @@
-"""filterdb.zoo.timm_zoo: timm's pretrained registry as zoo entries, sized on the meta device."""
+"""filterdb.zoo.timm_*: timm's pretrained registry as zoo entries, sized on the meta device."""
 
 from __future__ import annotations
 
@@ -15,23 +15,25 @@ from timm.models._registry import _model_to_module
 from filterdb.extract.filters import extract_filters
 from filterdb.params import load_params
 from filterdb.sources import ModelLoadError, load_model
-from filterdb.validate.schema import load_vocabularies, validate_entry_meta
+from filterdb.validate.entry_meta import validate_entry_meta
+from filterdb.validate.schema_files import load_vocabularies
 from filterdb.zoo.entries import zoo_entries
-from filterdb.zoo.timm_zoo import (
-    BYTES_PER_FILTER,
-    architecture_family,
-    drop_without_3x3,
+from filterdb.zoo.labels import load_label_table
+from filterdb.zoo.timm_entries import (
     filter_available,
     generate_entries,
     list_pretrained_names,
-    load_tag_table,
-    map_tag,
+    weights_dir_overrides,
+)
+from filterdb.zoo.timm_sizing import (
+    BYTES_PER_FILTER,
+    drop_without_3x3,
     size_architecture,
     size_entries,
-    summary,
-    weights_dir_overrides,
-    write_zoo,
 )
+from filterdb.zoo.timm_summary import summary
+from filterdb.zoo.timm_tags import architecture_family, map_tag, tag_table
+from filterdb.zoo.timm_zoo import write_zoo
 
 SMALL = "mobilenetv3_small_050.lamb_in1k"  # 1.6 M parameters, depthwise 3x3 convs
 
@@ -108,7 +110,7 @@ def test_include_exclude_globs() -> None:
 
 
 def test_table_values_are_in_the_vocabularies() -> None:
-    table, vocab = load_tag_table(), load_vocabularies()
+    table, labels, vocab = tag_table(), load_label_table(), load_vocabularies()
     for spec in [*table["datasets"].values(), *table["methods"].values()]:
         if "dataset" in spec:
             assert spec["dataset"] in vocab["training_dataset"], spec
@@ -117,11 +119,11 @@ def test_table_values_are_in_the_vocabularies() -> None:
         if "task" in spec:
             assert spec["task"] in vocab["task"], spec
     assert set(table["method_precedence"]) <= set(vocab["training"])
-    families = [f for _, f in table["family_patterns"]] + list(table["family_modules"].values())
+    families = list(labels["family_modules"].values())
     assert set(families) <= set(vocab["family"])
     # every timm module that has pretrained models has a family (no KeyError at generation)
     modules = {_model_to_module[n.split(".")[0]] for n in timm.list_pretrained()}
-    assert modules <= set(table["family_modules"])
+    assert modules <= set(labels["family_modules"])
 
 
 def test_family_patterns() -> None:

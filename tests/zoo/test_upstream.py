@@ -19,15 +19,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from filterdb.dataset.store import read_tables
-from filterdb.validate.schema import validate_dataset
+from filterdb.dataset.tables import read_tables
+from filterdb.validate.layout import validate_dataset
+from filterdb.zoo.labels import label_aliases, map_label
 from filterdb.zoo.upstream import (
-    TASK_ALIASES,
-    VISUAL_CATEGORY_ALIASES,
     ImportReport,
     UpstreamFormatError,
     import_upstream,
-    map_label,
 )
 
 pytest.importorskip("tables")
@@ -251,27 +249,26 @@ def test_report_written_as_json(converted: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "aliases", "expected"),
+    ("raw", "column", "expected"),
     [
-        ("Classification", TASK_ALIASES, "classification"),
-        ("Object Detection", TASK_ALIASES, "object-detection"),
-        ("GAN-Generator", TASK_ALIASES, "gan-generator"),
-        ("gan_discriminator", TASK_ALIASES, "gan-discriminator"),
-        ("Super Resolution", TASK_ALIASES, "super-resolution"),
-        ("Medical CT", VISUAL_CATEGORY_ALIASES, "medical-ct"),
-        ("X-Ray", VISUAL_CATEGORY_ALIASES, "medical-xray"),
-        ("  Faces ", VISUAL_CATEGORY_ALIASES, "faces"),
-        ("Handwritten", VISUAL_CATEGORY_ALIASES, "handwriting"),
-        ("Weather Forecasting", TASK_ALIASES, None),
-        (np.nan, TASK_ALIASES, None),
+        ("Classification", "task", "classification"),
+        ("Object Detection", "task", "object-detection"),
+        ("GAN-Generator", "task", "gan-generator"),
+        ("gan_discriminator", "task", "gan-discriminator"),
+        ("Super Resolution", "task", "super-resolution"),
+        ("Medical CT", "visual_category", "medical-ct"),
+        ("X-Ray", "visual_category", "medical-xray"),
+        ("  Faces ", "visual_category", "faces"),
+        ("Handwritten", "visual_category", "handwriting"),
+        ("Weather Forecasting", "task", None),
+        (np.nan, "task", None),
     ],
 )
-def test_map_label(raw: Any, aliases: dict[str, str], expected: str | None) -> None:
-    from filterdb.validate.schema import load_vocabularies
+def test_map_label(raw: Any, column: str, expected: str | None) -> None:
+    from filterdb.validate.schema_files import load_vocabularies
 
     vocab = load_vocabularies()
-    key = "task" if aliases is TASK_ALIASES else "visual_category"
-    assert map_label(raw, aliases, vocab[key]) == expected
+    assert map_label(raw, label_aliases(column), vocab[column]) == expected
 
 
 def test_table_format_and_duplicate_names(tmp_path: Path) -> None:

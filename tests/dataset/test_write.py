@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from filterdb.dataset.store import (
-    StoreError,
-    StoreParams,
-    assemble,
-    atomic_path,
-    content_hash,
-    read_tables,
-    write_model,
-)
+from filterdb._atomic import atomic_path
+from filterdb.dataset.assemble import assemble
+from filterdb.dataset.content_hash import content_hash
+from filterdb.dataset.tables import StoreError, read_tables
+from filterdb.dataset.write import StoreParams, write_model
 from filterdb.extract.filters import extract_filters
 from filterdb.sources import LoadedModel, load_model
 from tests.conftest import TINY_ZOO

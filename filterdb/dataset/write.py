@@ -1,16 +1,15 @@
-"""Store: extracted models -> one CF netCDF file (contiguous ragged layout, coded categories).
+"""The writer: tables and a stream of filter blocks -> one CF netCDF file; one model -> a shard.
 
-The layout is the data contract in ``docs/data-layout.md``. Files are written deterministically
-(same inputs, same bytes) and atomically (a temp file in the target folder, then a rename), and
-the filters are streamed: assembling shards holds one chunk of filters in memory at a time.
+The layout is the data contract in ``docs/data-layout.md`` (contiguous ragged layout, coded
+categories). Files are written deterministically (same inputs, same bytes) and atomically (a temp
+file in the target folder, then a rename), and the filters are streamed: one block of filters is
+held in memory at a time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,54 +20,23 @@ import pandas as pd
 
 from filterdb._atomic import atomic_path
 from filterdb.dataset.contract import (
+    BN_FOLLOWS,
     CATEGORICAL,
     DEPTH_METHODS,
+    LAYER_INT32,
+    LAYER_INT64,
     LICENSE_NOTE,
+    MODEL_FLOAT,
+    MODEL_INT,
     MODEL_TEXT,
     SCHEMA_VERSION,
 )
-from filterdb.dataset.flags import decode_flags, encode_flags
-from filterdb.errors import FilterDBError
+from filterdb.dataset.flags import encode_flags
+from filterdb.dataset.tables import StoreError
 from filterdb.params import section_params
 from filterdb.version import __version__
 
-__all__ = [
-    "CATEGORICAL",
-    "SCHEMA_VERSION",
-    "StoreError",
-    "StoreParams",
-    "assemble",
-    "atomic_path",
-    "content_hash",
-    "decode_flags",
-    "read_fold",
-    "read_tables",
-    "write_dataset",
-    "write_model",
-]
-
-MODEL_INT = (
-    "n_parameters",
-    "n_filters_3x3",
-    "total_filters",
-    "model_first_layer",
-    "model_layer_count",
-)
-MODEL_FLOAT = ("accuracy", "share_3x3", "n_train_samples")
-LAYER_INT32 = (
-    "layer_model",
-    "conv_depth",
-    "in_channels",
-    "out_channels",
-    "groups",
-    "stride_y",
-    "stride_x",
-    "dilation_y",
-    "dilation_x",
-)
-LAYER_INT64 = ("layer_first_filter", "layer_filter_count")
-#: Meanings of the ``bn_follows`` codes 0, 1.
-BN_FOLLOWS = ("no", "yes")
+__all__ = ["LAYER_COLUMNS", "StoreParams", "write_dataset", "write_model"]
 
 _LONG_NAMES = {
     "weight": ("3x3 convolution filter weight (float32, as stored in the model)", "1"),
@@ -112,10 +80,6 @@ _LONG_NAMES = {
 }
 
 
-class StoreError(FilterDBError, ValueError):
-    """Inputs that cannot make a valid dataset (duplicate model ids, inconsistent tables)."""
-
-
 @dataclass(frozen=True)
 class StoreParams:
     """How the ``weight`` variable is laid out on disk.
@@ -140,140 +104,16 @@ class StoreParams:
         return section_params(cls, d, "store")
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def read_tables(ds: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Model, layer and kernel-count tables of an open dataset (xarray or netCDF4).
-
-    Parameters
-    ----------
-    ds : xarray.Dataset or netCDF4.Dataset
-        A dataset in filterdb's layout.
-
-    Returns
-    -------
-    models : pandas.DataFrame
-        One row per model, indexed by ``model`` id; categories decoded to strings.
-    layers : pandas.DataFrame
-        One row per layer (index ``layer``), with the model id in column ``model``.
-    kernel_counts : pandas.DataFrame
-        Models x kernel shapes.
-    """
-
-    def var(name: str) -> tuple[np.ndarray, Mapping[str, Any]]:
-        v = ds.variables[name]
-        attrs = v.attrs if hasattr(v, "attrs") else {k: v.getncattr(k) for k in v.ncattrs()}
-        data = v.values if hasattr(v, "values") else v[:]
-        return np.asarray(data), attrs
-
-    ids = [str(x) for x in var("model")[0]]
-    models = pd.DataFrame(index=pd.Index(ids, name="model"))
-    for name in CATEGORICAL:
-        if name not in ds.variables:  # files of schema version 1
-            models[name] = "unknown"
-            continue
-        data, attrs = var(name)
-        models[name] = decode_flags(data, attrs) if len(ids) else np.array([], dtype=object)
-    for name in MODEL_TEXT:
-        # files of schema version 1 have only `weights`
-        if name in ds.variables:
-            models[name] = [str(x) for x in var(name)[0]]
-        else:
-            models[name] = "none"
-    for name in MODEL_INT:
-        models[name] = var(name)[0].astype(np.int64)
-    for name in MODEL_FLOAT:
-        if name in ds.variables:
-            models[name] = var(name)[0].astype(np.float64)
-        else:
-            models[name] = np.nan
-
-    n_layers = len(var("layer_model")[0])
-    layers = pd.DataFrame(index=pd.RangeIndex(n_layers, name="layer"))
-    layer_model = var("layer_model")[0].astype(np.int32)
-    layers["layer_model"] = layer_model
-    layers["model"] = np.array(ids, dtype=object)[layer_model] if n_layers else []
-    layers["layer_name"] = [str(x) for x in var("layer_name")[0]]
-    for name in LAYER_INT64:
-        layers[name] = var(name)[0].astype(np.int64)
-    for name in LAYER_INT32:
-        if name != "layer_model":
-            layers[name] = var(name)[0].astype(np.int32)
-    layers["conv_depth_norm"] = var("conv_depth_norm")[0].astype(np.float64)
-    data, attrs = var("depth_method")
-    layers["depth_method"] = decode_flags(data, attrs) if n_layers else np.array([], dtype=object)
-    first_channel, bn_follows, _ = read_fold(ds, scales=False)
-    layers["layer_first_channel"] = first_channel
-    layers["bn_follows"] = bn_follows
-
-    shapes = [str(x) for x in var("kernel_shape")[0]]
-    counts = var("kernel_count")[0].reshape(len(ids), len(shapes)).astype(np.int64)
-    kernel_counts = pd.DataFrame(
-        counts, index=models.index, columns=pd.Index(shapes, name="kernel_shape")
-    )
-    return models, layers, kernel_counts
-
-
-def read_fold(ds: Any, scales: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The BatchNorm fold table of an open dataset (xarray or netCDF4).
-
-    Files without it (schema version 1, or written before the fold existed) read as "no
-    BatchNorm follows, scale 1": channels numbered layer after layer.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset or netCDF4.Dataset
-        A dataset in filterdb's layout.
-    scales : bool
-        Also read ``fold_scale`` (one float32 per output channel).
-
-    Returns
-    -------
-    layer_first_channel : numpy.ndarray
-        ``(L,)`` int64.
-    bn_follows : numpy.ndarray
-        ``(L,)`` bool.
-    fold_scale : numpy.ndarray or None
-        ``(C,)`` float32 with ``C = sum(out_channels)``; ``None`` when ``scales`` is false.
-
-    Raises
-    ------
-    StoreError
-        The channels are not contiguous, layer after layer, or do not add up to ``channel``.
-    """
-
-    def values(name: str) -> np.ndarray:
-        v = ds.variables[name]
-        return np.asarray(v.values if hasattr(v, "values") else v[:])
-
-    out_channels = values("out_channels").astype(np.int64)
-    expected = np.concatenate([[0], np.cumsum(out_channels)[:-1]]).astype(np.int64)
-    n_channels = int(out_channels.sum())
-    if "fold_scale" not in ds.variables:
-        scale = np.ones(n_channels, np.float32) if scales else None
-        return expected[: out_channels.size], np.zeros(out_channels.size, bool), scale
-    first = values("layer_first_channel").astype(np.int64)
-    v = ds.variables["bn_follows"]
-    attrs = v.attrs if hasattr(v, "attrs") else {k: v.getncattr(k) for k in v.ncattrs()}
-    codes = values("bn_follows")
-    follows = np.zeros(codes.size, bool)
-    if codes.size:
-        follows = (decode_flags(codes, attrs) == "yes").astype(bool)
-    n_stored = int(ds.variables["fold_scale"].shape[0])
-    if not np.array_equal(first, expected[: out_channels.size]) or n_stored != n_channels:
-        raise StoreError(
-            "layer_first_channel/out_channels do not number the channel dimension contiguously "
-            f"({n_stored} channels stored, out_channels sum to {n_channels})"
-        )
-    scale = values("fold_scale").astype(np.float32, copy=False) if scales else None
-    return first, follows, scale
-
-
-# --------------------------------------------------------------------------- writing
+#: Columns of the layer table :func:`write_dataset` takes, in order.
+LAYER_COLUMNS = [
+    "layer_name",
+    *LAYER_INT64,
+    *LAYER_INT32,
+    "conv_depth_norm",
+    "depth_method",
+    "layer_first_channel",
+    "bn_follows",
+]
 
 
 def _set_attrs(var: Any, name: str) -> None:
@@ -313,7 +153,8 @@ def write_dataset(
     path : path-like
         The file to write, atomically.
     models : pandas.DataFrame
-        The model table (index: model ids), columns as :func:`read_tables` returns them.
+        The model table (index: model ids), columns as
+        :func:`filterdb.dataset.tables.read_tables` returns them.
     layers : pandas.DataFrame
         The layer table, in dataset order.
     kernel_counts : pandas.DataFrame
@@ -633,7 +474,7 @@ def write_model(
             if scale is None
             else np.asarray(scale, np.float32).reshape(-1)
         )
-    layers = pd.DataFrame(rows, columns=_LAYER_COLUMNS)
+    layers = pd.DataFrame(rows, columns=LAYER_COLUMNS)
     kernel_counts = pd.DataFrame([mf.kernel_counts], index=models.index).fillna(0).astype(np.int64)
     kernel_counts = kernel_counts.reindex(sorted(kernel_counts.columns), axis=1)
     write_dataset(
@@ -647,163 +488,3 @@ def write_model(
         fold_scale=np.concatenate(scales) if scales else np.zeros(0, np.float32),
     )
     return Path(path)
-
-
-_LAYER_COLUMNS = [
-    "layer_name",
-    *LAYER_INT64,
-    *LAYER_INT32,
-    "conv_depth_norm",
-    "depth_method",
-    "layer_first_channel",
-    "bn_follows",
-]
-
-
-def assemble(
-    shards: Sequence[str | os.PathLike[str]],
-    out: str | os.PathLike[str],
-    params: StoreParams | None = None,
-    progress: bool = False,
-) -> Path:
-    """Concatenate model shards, in the given order, into one dataset file.
-
-    Parameters
-    ----------
-    shards : sequence of path-like
-        Shard files written by :func:`write_model` (or any file in the layout).
-    out : path-like
-        The dataset to write, atomically.
-    params : StoreParams, optional
-        On-disk layout of the result.
-    progress : bool
-        Show a progress bar over filters.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    ValueError
-        Duplicate model ids across shards, naming both files.
-    """
-    params = params or StoreParams()
-    if not shards:
-        raise StoreError(f"no shards to assemble into {out}")
-    model_tables, layer_tables, kc_tables = [], [], []
-    scale_tables: list[np.ndarray] = []
-    seen: dict[str, str] = {}
-    layer_offset = filter_offset = channel_offset = 0
-    for shard in shards:
-        with netCDF4.Dataset(shard) as nc:
-            nc.set_auto_mask(False)
-            m, la, kc = read_tables(nc)
-            _, _, shard_scale = read_fold(nc)
-        for mid in m.index:
-            if mid in seen:
-                raise StoreError(f"duplicate model id {mid!r} in {shard} and {seen[mid]}")
-            seen[mid] = str(shard)
-        m["model_first_layer"] = m["model_first_layer"] + layer_offset
-        la["layer_model"] = la["layer_model"] + sum(len(t) for t in model_tables)
-        la["layer_first_filter"] = la["layer_first_filter"] + filter_offset
-        la["layer_first_channel"] = la["layer_first_channel"] + channel_offset
-        layer_offset += len(la)
-        filter_offset += int(la["layer_filter_count"].sum())
-        channel_offset += int(shard_scale.size)
-        scale_tables.append(shard_scale)
-        model_tables.append(m)
-        layer_tables.append(la.drop(columns="model"))
-        kc_tables.append(kc)
-    models = pd.concat(model_tables) if model_tables else pd.DataFrame()
-    layers = (
-        pd.concat(layer_tables, ignore_index=True)
-        if layer_tables
-        else pd.DataFrame(columns=_LAYER_COLUMNS)
-    )
-    kernel_counts = pd.concat(kc_tables).fillna(0).astype(np.int64)
-    kernel_counts = kernel_counts.reindex(sorted(kernel_counts.columns), axis=1)
-
-    def blocks() -> Iterator[np.ndarray]:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=filter_offset,
-            unit="filter",
-            unit_scale=True,
-            disable=not progress,
-            desc="assemble",
-        )
-        step = params.chunk_filters
-        for shard in shards:
-            with netCDF4.Dataset(shard) as nc:
-                nc.set_auto_mask(False)
-                w = nc.variables["weight"]
-                n = w.shape[0]
-                for s in range(0, n, step):
-                    block = np.asarray(w[s : s + step], dtype=np.float32)
-                    bar.update(block.shape[0])
-                    yield block
-        bar.close()
-
-    names = " ".join(Path(s).stem for s in shards)
-    write_dataset(
-        Path(out),
-        models,
-        layers,
-        kernel_counts,
-        blocks(),
-        params,
-        history=f"filterdb {__version__} assemble {len(shards)} shards: {names}",
-        fold_scale=np.concatenate(scale_tables).astype(np.float32, copy=False),
-    )
-    return Path(out)
-
-
-def content_hash(path: str | os.PathLike[str], chunk_filters: int = 1 << 20) -> str:
-    """SHA-256 of a dataset's decoded content, independent of HDF5 storage details.
-
-    Covers every variable's name, dtype, shape and values (read in chunks) and every attribute,
-    in sorted order, so files with the same content but another chunking or compression hash
-    alike.
-
-    Parameters
-    ----------
-    path : path-like
-        A netCDF file.
-    chunk_filters : int
-        Rows per read of large variables.
-
-    Returns
-    -------
-    str
-        ``sha256:<hex>``.
-    """
-    h = hashlib.sha256()
-    with netCDF4.Dataset(path) as nc:
-        nc.set_auto_mask(False)
-        attrs = {k: _jsonable(nc.getncattr(k)) for k in sorted(nc.ncattrs())}
-        h.update(json.dumps(attrs, sort_keys=True).encode())
-        for name in sorted(nc.variables):
-            v = nc.variables[name]
-            vattrs = {k: _jsonable(v.getncattr(k)) for k in sorted(v.ncattrs())}
-            h.update(
-                json.dumps([name, str(v.dtype), list(v.shape), list(v.dimensions), vattrs]).encode()
-            )
-            if v.dtype is str:
-                h.update("\x00".join(str(x) for x in np.asarray(v[:]).ravel()).encode())
-                continue
-            n = v.shape[0] if v.shape else 0
-            if not v.shape:
-                h.update(np.ascontiguousarray(v[...]).tobytes())
-            for s in range(0, n, chunk_filters):
-                h.update(np.ascontiguousarray(v[s : s + chunk_filters]).tobytes())
-    return "sha256:" + h.hexdigest()
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
