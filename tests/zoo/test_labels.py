@@ -76,6 +76,10 @@ def test_none_labels_are_normalised() -> None:
         (("SE-ResNet-50",), "upstream", "senet"),
         (("RegNetY-400MF",), "upstream", "regnet"),
         (("NFNet-F0",), "upstream", None),
+        # fixed in v0.4.0: upstream once mapped these to senet and resnet
+        (("DenseNet-121",), "upstream", "densenet"),
+        (("Inception-ResNet-v2",), "upstream", "inception"),
+        (("SENet-154",), "upstream", "senet"),
         # upstream tries Backbone, Network, Name, model in turn
         ((None, "Custom Net", "VGG-16-ish"), "upstream", "vgg"),
     ],

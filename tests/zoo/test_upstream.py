@@ -22,11 +22,9 @@ import xarray as xr
 from filterdb.dataset.tables import read_tables
 from filterdb.validate.layout import validate_dataset
 from filterdb.zoo.labels import label_aliases, map_label
-from filterdb.zoo.upstream import (
-    ImportReport,
-    UpstreamFormatError,
-    import_upstream,
-)
+from filterdb.zoo.upstream import import_upstream
+from filterdb.zoo.upstream_read import UpstreamFormatError
+from filterdb.zoo.upstream_tables import ImportReport
 
 pytest.importorskip("tables")
 
