@@ -114,7 +114,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a dataset file, a release folder, or every release."""
 
-    from filterdb.release.publish import validate_all, validate_release
+    from filterdb.release.check import validate_all, validate_release
     from filterdb.validate.layout import validate_dataset
 
     if args.all or (args.path and Path(args.path).is_dir()):
@@ -140,7 +140,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     """Write releases/vVERSION from the pipeline's outputs."""
-    from filterdb.release.publish import build_release, validate_release
+    from filterdb.release.check import validate_release
+    from filterdb.release.publish import build_release
 
     params = _params(args)
     folder = build_release(args.version, params)

@@ -92,7 +92,7 @@ def test_cli_prints_a_missing_extra_as_one_line_and_exits_2(
     def validate_release(*args: object, **kwargs: object) -> None:
         _optional.require("no_such_module_xyz", extra="croissant", purpose="the check")
 
-    monkeypatch.setattr("filterdb.release.publish.validate_release", validate_release)
+    monkeypatch.setattr("filterdb.release.check.validate_release", validate_release)
     assert main(["validate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == (
@@ -119,6 +119,6 @@ def test_cli_lets_a_missing_module_that_is_no_extra_raise(
     def broken(*args: object, **kwargs: object) -> None:
         raise ModuleNotFoundError("No module named 'filterdb.nope'", name="filterdb.nope")
 
-    monkeypatch.setattr("filterdb.release.publish.validate_release", broken)
+    monkeypatch.setattr("filterdb.release.check.validate_release", broken)
     with pytest.raises(ModuleNotFoundError):  # a bug, not a missing extra: traceback
         main(["validate", "releases/v0.2.0"])

@@ -10,7 +10,7 @@ artifact with its ``sha256`` and ``contentSize``, and three record sets: the mod
 :func:`write_croissant` is called by :func:`filterdb.release.publish.build_release` before the
 manifest is computed, so ``croissant.json`` is itself an artifact with a sha256 in the manifest
 (it cannot list its own hash). :func:`check_croissant` is called by
-:func:`filterdb.release.publish.validate_release`: it checks that the file's checksums agree with
+:func:`filterdb.release.check.validate_release`: it checks that the file's checksums agree with
 the manifest, and validates it with ``mlcroissant`` when that is installed (the ``[croissant]``
 extra); otherwise it says it skipped that check.
 """

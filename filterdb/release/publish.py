@@ -1,10 +1,9 @@
-"""Releases: a versioned folder of artifacts, a manifest of their checksums, and its validation.
+"""Releases: a versioned folder of artifacts and a manifest of their checksums.
 
 ``filterdb release 0.1.0`` (the pipeline's ``release`` stage) writes ``releases/v0.1.0/``: the
 dataset, the statistics, the model and layer tables, the report and the plots (tracked by DVC),
-plus ``manifest.json`` and ``RELEASE.md`` (in git). ``validate_release`` checks a folder against
-its manifest, the schemas and the statistics; where the data has not been pulled it checks the
-manifest alone and says what it skipped.
+plus ``manifest.json`` and ``RELEASE.md`` (in git). Checking a folder against its manifest, the
+schemas and the statistics is :func:`filterdb.release.check.validate_release`.
 """
 
 from __future__ import annotations
@@ -28,30 +27,22 @@ from filterdb.dataset.info import dataset_counts
 from filterdb.dataset.tables import read_tables
 from filterdb.hashes import file_digests
 from filterdb.release.card import LICENSE_NOTE, render_card
-from filterdb.release.check import (
-    ReleaseReport,
-    validate_all,
-    validate_release,
-    write_checksums,
-)
 from filterdb.release.croissant import CROISSANT_FILE, write_croissant
+from filterdb.release.sums import write_checksums
 from filterdb.release.versions import SEMVER, ReleaseError, normalize_version, version_key
 
 __all__ = [
     "MANIFEST_FORMAT",
     "ReleaseError",
-    "ReleaseReport",
     "build_release",
     "file_digests",
     "normalize_version",
     "open_release",
     "recover_release_folder",
     "swap_in_folder",
-    "validate_all",
-    "validate_release",
 ]
 
-#: 2: the release carries SHA256SUMS (filterdb/release/check.py); 1: v0.1.0 and v0.2.0
+#: 2: the release carries SHA256SUMS (filterdb/release/sums.py); 1: v0.1.0 and v0.2.0
 MANIFEST_FORMAT = 2
 #: release artifact name -> where the pipeline leaves it
 INPUTS = {
@@ -450,11 +441,6 @@ def release_notes(manifest: Mapping[str, Any], previous: Mapping[str, Any] | Non
     for name, a in manifest["artifacts"].items():
         lines.append(f"| {name} | {a['size']:,} | `{a['sha256'][:16]}…` |")
     return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- validation
-# in filterdb/release/check.py (imported at the top): validate_release, validate_all,
-# ReleaseReport, and write_checksums (SHA256SUMS, called by build_release)
 
 
 # --------------------------------------------------------------------------- consumers

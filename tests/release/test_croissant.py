@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from filterdb.release import croissant
+from filterdb.release.check import validate_release
 from filterdb.release.croissant import CONFORMS_TO, CROISSANT_FILE, check_croissant, write_croissant
-from filterdb.release.publish import ReleaseReport, validate_release
+from filterdb.release.report import ReleaseReport
 from tests.small_release import build_small_release
 
 HAS_MLCROISSANT = importlib.util.find_spec("mlcroissant") is not None

@@ -13,8 +13,9 @@ import pytest
 import xarray as xr
 
 from filterdb._atomic import DIR_MODE
-from filterdb.release.check import write_checksums
-from filterdb.release.publish import ReleaseError, normalize_version, open_release, validate_release
+from filterdb.release.check import validate_release
+from filterdb.release.publish import ReleaseError, normalize_version, open_release
+from filterdb.release.sums import write_checksums
 from tests.conftest import MNIST_ENTRY, PNET_ENTRY, copy_repo_files, random_entry, sh, write_params
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from filterdb.cli import main
-from filterdb.release.check import CHECKSUMS_FILE, write_checksums
-from filterdb.release.publish import MANIFEST_FORMAT, ReleaseError, validate_release
+from filterdb.release.check import validate_release
+from filterdb.release.manifest import CHECKSUMS_FILE
+from filterdb.release.publish import MANIFEST_FORMAT, ReleaseError
+from filterdb.release.sums import write_checksums
 from tests.conftest import sh
 from tests.small_release import build_small_release
 
