@@ -177,3 +177,39 @@ def sh(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
     return r.stdout + r.stderr
+
+
+#: Prelude of a child process that kills itself at the n-th ``os.replace`` of one kind: "set" (a
+#: temp of a set onto its target) or "journal" (the journal's own atomic write); the child's
+#: JSON argument ``a`` names it as ``a["kill_on"] = [kind, n]``.
+KILL_ON_REPLACE = r"""
+import json, os, signal, sys
+
+a = json.loads(sys.argv[1])
+real, seen = os.replace, {"set": 0, "journal": 0}
+
+def replace(src, dst):
+    kind = "journal" if ".journal." in os.fspath(src) else "set"
+    seen[kind] += 1
+    if [kind, seen[kind]] == a["kill_on"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst)
+
+os.replace = replace
+"""
+
+
+def run_killed(body: str, args: dict, timeout: float = 120) -> None:
+    """Run :data:`KILL_ON_REPLACE` + ``body`` with ``args`` in a child; it must die by SIGKILL."""
+    import json
+    import signal
+
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_ON_REPLACE + body, json.dumps(args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr

@@ -8,37 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from filterdb._atomic import JournalError, atomic_paths, remove_stale_temps, roll_forward
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, run_killed
 
 CHILD = r"""
-import json, os, signal, sys
 from filterdb._atomic import atomic_paths
 
-a = json.loads(sys.argv[1])
-real, seen = os.replace, {"set": 0, "journal": 0}
-
-def replace(src, dst):
-    kind = "journal" if ".journal." in os.fspath(src) else "set"
-    seen[kind] += 1
-    if [kind, seen[kind]] == a["kill_on"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(src, dst)
-
-os.replace = replace
 with atomic_paths(*a["targets"]) as temps:
     for tmp in temps:
         tmp.write_text("new")
 """
-
 
 def _targets(root: Path) -> list[Path]:
     # two folders, as stats/ and metrics/ in the pipeline
@@ -54,16 +37,7 @@ def _old_set(root: Path) -> list[Path]:
 
 
 def _kill_at(targets: list[Path], kill_on: list[object]) -> None:
-    args = {"targets": [str(p) for p in targets], "kill_on": kill_on}
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_killed(CHILD, {"targets": [str(p) for p in targets], "kill_on": kill_on})
 
 
 def _texts(targets: list[Path]) -> list[str]:

@@ -11,11 +11,6 @@ old.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,28 +19,13 @@ import yaml
 
 from filterdb._atomic import remove_stale_temps, roll_forward
 from filterdb.stats.write import write_stats
-from tests.conftest import REPO
+from tests.conftest import REPO, run_killed
 
-# kills the writer at the n-th call of os.replace of one kind: "set" (a temp of the set onto its
-# target) or "journal" (the journal's own atomic write)
 CHILD = r"""
-import json, os, signal, sys
 from filterdb.stats.write import write_stats
 
-a = json.loads(sys.argv[1])
-real, seen = os.replace, {"set": 0, "journal": 0}
-
-def replace(src, dst):
-    kind = "journal" if ".journal." in os.fspath(src) else "set"
-    seen[kind] += 1
-    if [kind, seen[kind]] == a["kill_on"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(src, dst)
-
-os.replace = replace
 write_stats(a["src"], a["deg"], a["json"], a["shifts"], a["deg_params"], a["shift_params"])
 """
-
 OLD = {"sparsity_divisor": 100.0, "bins": 70}
 NEW = {"sparsity_divisor": 10.0, "bins": 35}  # every one of the three files differs
 
@@ -109,15 +89,7 @@ def _killed_run(src: Path, root: Path, kill_on: list[object]) -> None:
         "shift_params": shifts,
         "kill_on": kill_on,
     }
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_killed(CHILD, args, timeout=600)
 
 
 def _state(root: Path, sets: dict[str, dict]) -> dict[str, str]:
