@@ -38,6 +38,7 @@ __all__ = [
     "disk_full_error",
     "remove_stale_temps",
     "roll_forward",
+    "settle_for_reading",
     "write_atomic_netcdf",
     "write_atomic_text",
 ]
@@ -68,13 +69,12 @@ DISK_FULL_BELOW = 64 * 2**20
 
 #: Ending of commit journals of :func:`atomic_paths` (``.NAME.PID.TOKEN.journal``).
 JOURNAL_SUFFIX = ".journal"
-_JOURNAL_VERSION = 1
+_JOURNAL_VERSION = 2  # 2: identities of targets and temps
 
 #: errnos that mean "out of space" whatever the free space shows (EDQUOT: a quota, not statvfs)
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
-#: errnos netCDF-C gives for an HDF5 failure: its own (negative) codes, EACCES (creating a file
-#: on a full disk) and EIO
-_LIBRARY_ERRNOS = frozenset({errno.EACCES, errno.EIO})
+#: words of the messages netCDF-C and HDF5 (via h5py) give for a write they could not finish
+_LIBRARY_WORDS = ("netcdf", "hdf")
 
 
 class DiskFullError(FilterDBError, OSError):
@@ -124,6 +124,24 @@ def _free_bytes(folder: Path) -> int | None:
         return None
 
 
+def _library_failure(exc: BaseException, code: int | None, folder: Path) -> bool:
+    """Whether ``exc`` may be netCDF-C/HDF5 reporting a failed write without its errno.
+
+    A ``RuntimeError`` or errno-less ``OSError`` counts only if its message is netCDF's or
+    HDF5's; a netCDF code (negative) and ``EIO`` count; ``EACCES`` (netCDF creating a file on a
+    full disk) only if the folder is writable, so a real permission error stays one.
+    """
+    if code is not None and code < 0:
+        return True
+    if code == errno.EIO:
+        return True
+    if code == errno.EACCES:
+        return os.access(folder, os.W_OK | os.X_OK)
+    if isinstance(exc, RuntimeError) or code is None:
+        return any(word in str(exc).lower() for word in _LIBRARY_WORDS)
+    return False
+
+
 def disk_full_error(
     exc: BaseException,
     target: str | os.PathLike[str],
@@ -147,9 +165,11 @@ def disk_full_error(
     -------
     DiskFullError or None
         An error for an ``OSError`` with errno ``ENOSPC`` or ``EDQUOT``, and for a netCDF/HDF5
-        failure (a ``RuntimeError``, or an ``OSError`` with a netCDF code, ``EACCES`` or
-        ``EIO``) while less than :data:`DISK_FULL_BELOW` bytes are free in ``folder``; None
-        otherwise (other errors, or free space plenty).
+        failure while less than :data:`DISK_FULL_BELOW` bytes are free in ``folder``: a
+        ``RuntimeError`` or errno-less ``OSError`` whose message names netCDF or HDF, an
+        ``OSError`` with a netCDF code or ``EIO``, or ``EACCES`` in a folder that is writable
+        (netCDF's error for creating a file on a full disk). None otherwise (other errors, a
+        real permission error, or free space plenty).
 
     Examples
     --------
@@ -172,8 +192,7 @@ def disk_full_error(
     where = f"{free:,} bytes free in {folder}" if free is not None else f"in {folder}"
     if code in _SPACE_ERRNOS:
         return DiskFullError.about(target, f"{os.strerror(code)} ({where})")
-    library = isinstance(exc, RuntimeError) or code is None or code < 0 or code in _LIBRARY_ERRNOS
-    if not library or free is None or free >= DISK_FULL_BELOW:
+    if not _library_failure(exc, code, folder) or free is None or free >= DISK_FULL_BELOW:
         return None
     said = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
     return DiskFullError.about(
@@ -327,11 +346,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's entries, to disk (best effort for folders)."""
+    """Flush a file, or a folder's entries, to disk (best effort for folders; a missing folder,
+    e.g. one a user deleted after a kill, is skipped)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        if path.is_dir():
+        if path.is_dir() or not path.exists():
             return
         raise
     try:
@@ -343,37 +363,59 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _real(path: Path) -> str:
+    """``path`` with its folder resolved through symlinks (the file itself is not followed: a
+    rename replaces a symlink, not what it points to)."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
+
 def _rel(path: Path, folder: Path) -> str:
-    return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    """``path`` relative to ``folder``, both resolved through symlinks, so that the ``..`` in it
+    may be applied as text to the journal's resolved folder (see :func:`_at`)."""
+    return os.path.relpath(_real(path), os.path.realpath(folder))
 
 
 def _at(journal: Path, relative: str) -> Path:
-    """A path of a journal entry (relative to the journal's folder)."""
-    return Path(os.path.normpath(journal.parent / relative))
+    """A path of a journal entry (relative to the journal's folder, resolved through symlinks)."""
+    return Path(os.path.normpath(os.path.join(os.path.realpath(journal.parent), relative)))
+
+
+def _identity(path: Path) -> list[int] | None:
+    """What tells one version of a file from another: device, inode, size and mtime (None:
+    no file). A rename keeps all four; a newer write is a new file, with another inode."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
 def _write_journals(targets: Sequence[Path], temps: Sequence[Path]) -> list[Path]:
     """Write the commit journal into every folder holding a target; return the copies.
 
     Each copy is written atomically and synced. The first target's folder gets the first copy.
-    On failure the copies written so far are removed.
+    Each rename is recorded with the identity (:func:`_identity`) of the target before it and
+    of the temp, so that settling can tell a set a newer write has since replaced. On failure
+    the copies written so far are removed.
     """
     folders: dict[str, tuple[Path, Path]] = {}  # folder -> (folder, first target in it)
     for target in targets:
-        folders.setdefault(os.path.abspath(target.parent), (target.parent, target))
+        folders.setdefault(os.path.realpath(target.parent), (target.parent, target))
     token = secrets.token_hex(4)
     copies = [
         folder / f".{first.name}.{os.getpid()}.{token}{JOURNAL_SUFFIX}"
         for folder, first in folders.values()
     ]
+    before = [_identity(t) for t in targets]
+    made = [_identity(t) for t in temps]
     written: list[Path] = []
     try:
         for copy in copies:
             doc = {
                 "filterdb_journal": _JOURNAL_VERSION,
                 "renames": [
-                    [_rel(t, copy.parent), _rel(p, copy.parent)]
-                    for t, p in zip(temps, targets, strict=True)
+                    [_rel(t, copy.parent), _rel(p, copy.parent), b, m]
+                    for t, p, b, m in zip(temps, targets, before, made, strict=True)
                 ],
                 "journals": [_rel(c, copy.parent) for c in copies],
             }
@@ -398,35 +440,71 @@ def _write_journals(targets: Sequence[Path], temps: Sequence[Path]) -> list[Path
     return copies
 
 
-def _settle(journal: Path) -> list[Path]:
-    """Complete (or, if it was never complete, undo) the commit of ``journal``.
+def _read_journal(journal: Path) -> tuple[list[tuple[Path, Path, Any, Any]], list[Path]] | None:
+    """The renames (temp, target, target before, temp) and copies of a journal; None if gone."""
+    try:
+        doc = json.loads(journal.read_text(encoding="utf-8"))
+        renames = []
+        for entry in doc["renames"]:
+            tmp, target, *identities = entry
+            before, made = identities if identities else (False, False)  # 1: not recorded
+            renames.append((_at(journal, tmp), _at(journal, target), before, made))
+        copies = [_at(journal, c) for c in doc["journals"]]
+    except FileNotFoundError:  # settled by another process meanwhile
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise JournalError(
+            f"{journal}: unreadable commit journal of a killed writer ({exc}); check the files "
+            "it names, then delete it"
+        ) from None
+    return renames, copies
 
-    Every copy of a journal is written before the first rename and removed after the last, so:
-    with all copies present the renames may have started, and every temp still there is renamed
-    (roll forward); with some copy missing either no rename happened (the writer died while
-    writing the journal) or all did. Then the set is renamed if all its temps are there and
-    dropped otherwise (a temp in a folder the journal had not reached yet may have been
-    removed as stale). Either way the copies are removed at the end.
+
+def _settle(journal: Path, own: bool = False) -> list[Path]:
+    """Complete, undo or drop the commit of ``journal`` (``own``: just written by this process,
+    which completes it unconditionally).
+
+    Every copy of a journal is written before the first rename and removed after the last.
+    The journal records each target's identity before the commit and each temp's (which a
+    rename keeps), so each target is either still the old file with its temp pending, or
+    already the new one:
+
+    - if a target (that exists) is neither, a newer write has replaced it since: the journal
+      is stale (e.g. left by a process whose renames failed and that kept running) and is
+      dropped with its remaining temps, so old work never overwrites newer;
+    - else if a rename is seen done, or every copy of the journal is there, or every temp is
+      there, the set is completed: every remaining temp is renamed (roll forward);
+    - else (a copy missing and a temp gone: the writer died while writing the journal, and a
+      temp the journal had not reached was removed as stale) the set stays the old one and
+      its remaining temps are removed.
+
+    A target that no longer exists (e.g. its folder was deleted) tells nothing and is skipped.
 
     Returns
     -------
     list of Path
         The targets renamed into place.
     """
-    try:
-        doc = json.loads(journal.read_text(encoding="utf-8"))
-        renames = [(_at(journal, a), _at(journal, b)) for a, b in doc["renames"]]
-        copies = [_at(journal, c) for c in doc["journals"]]
-    except FileNotFoundError:  # settled by another process meanwhile
+    read = _read_journal(journal)
+    if read is None:
         return []
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise JournalError(
-            f"{journal}: unreadable commit journal of a killed writer ({exc}); check the files "
-            "it names, then delete it"
-        ) from None
-    forward = all(c.exists() for c in copies) or all(t.exists() for t, _ in renames)
+    renames, copies = read
+    started = stale = False
+    for tmp, target, before, made in renames:
+        if own or before is False:  # journal format 1: no identities recorded
+            continue
+        now = _identity(target)
+        pending = tmp.exists()
+        if not pending and now is not None and now == made:
+            started = True
+        elif now is not None and now != (before if pending else made):
+            stale = True
+    forward = own or (
+        not stale
+        and (started or all(c.exists() for c in copies) or all(t.exists() for t, *_ in renames))
+    )
     done = []
-    for tmp, target in renames:
+    for tmp, target, *_ in renames:
         if not tmp.exists():
             continue  # renamed before the writer died (or, rolling back, never there)
         try:
@@ -437,7 +515,7 @@ def _settle(journal: Path) -> list[Path]:
                 tmp.unlink()
         except FileNotFoundError:  # another process settling the same journal
             continue
-    for folder in {os.path.abspath(t.parent): t.parent for _, t in renames}.values():
+    for folder in {os.path.abspath(t.parent): t.parent for _, t, *_ in renames}.values():
         _fsync(folder)
     for copy in copies:
         copy.unlink(missing_ok=True)
@@ -448,10 +526,11 @@ def roll_forward(folder: str | os.PathLike[str]) -> list[Path]:
     """Settle the commit journals that killed writers left in ``folder``.
 
     A journal of :func:`atomic_paths` whose writer no longer runs is completed: its remaining
-    temps are renamed onto their targets, so the set is the new one throughout (a journal whose
-    own writing was cut short is undone instead: the set stays the old one). Journals of live
-    writers are left alone. :func:`remove_stale_temps` (and so every atomic write) calls this
-    first.
+    temps are renamed onto their targets, so the set is the new one throughout. A journal whose
+    own writing was cut short is undone instead (the set stays the old one), and a journal
+    whose targets a newer write has replaced since is dropped (see :func:`_settle`). Journals
+    of live writers are left alone. :func:`remove_stale_temps` (and so every atomic write) and
+    :func:`settle_for_reading` call this first.
 
     Parameters
     ----------
@@ -478,6 +557,48 @@ def roll_forward(folder: str | os.PathLike[str]) -> list[Path]:
     for journal in sorted(folder.glob(f".*{JOURNAL_SUFFIX}")):
         if _dead_writer(journal.name, JOURNAL_SUFFIX):
             done += _settle(journal)
+    return done
+
+
+def settle_for_reading(*paths: str | os.PathLike[str]) -> list[Path]:
+    """Complete a set that a killed writer left half renamed, before reading its files.
+
+    Writers roll killed sets forward before they write; a reader calls this so that it, too,
+    sees the old set or the new one, never a mix (:func:`roll_forward` on each file's folder).
+
+    Parameters
+    ----------
+    *paths : path-like
+        The files about to be read.
+
+    Returns
+    -------
+    list of Path
+        The targets renamed into place.
+
+    Raises
+    ------
+    JournalError
+        A killed writer's journal cannot be read, or the reader may not complete it (a
+        read-only folder): the message names the journal's folder.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> settle_for_reading(d / "degeneracy.nc", d / "shifts.nc")  # no journal: nothing to do
+    []
+    """
+    done: list[Path] = []
+    for folder in {os.path.realpath(Path(p).parent): Path(p).parent for p in paths}.values():
+        try:
+            done += roll_forward(folder)
+        except PermissionError as exc:
+            raise JournalError(
+                f"{folder}: a killed writer left a set of files half renamed here, and this "
+                f"process may not complete it ({exc.strerror}); re-run the writer (or any "
+                "filterdb command that writes there) as the files' owner"
+            ) from None
     return done
 
 
@@ -551,7 +672,7 @@ def atomic_paths(*targets: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]
             tmp.unlink(missing_ok=True)
         raise
     # committed: from here on a kill leaves the journal, and the next write completes the set
-    _settle(journals[0])
+    _settle(journals[0], own=True)
 
 
 def write_atomic_netcdf(ds: Any, path: str | os.PathLike[str]) -> Path:

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from filterdb._atomic import JournalError, atomic_paths, remove_stale_temps, roll_forward
+from filterdb._atomic import (
+    JournalError,
+    atomic_paths,
+    remove_stale_temps,
+    roll_forward,
+    settle_for_reading,
+)
 from tests.conftest import REPO, run_killed
 
 CHILD = r"""
@@ -22,6 +29,7 @@ with atomic_paths(*a["targets"]) as temps:
     for tmp in temps:
         tmp.write_text("new")
 """
+
 
 def _targets(root: Path) -> list[Path]:
     # two folders, as stats/ and metrics/ in the pipeline
@@ -136,3 +144,122 @@ def test_a_target_named_twice_is_refused(tmp_path: Path) -> None:
 def test_journal_and_temp_patterns_are_dvcignored() -> None:
     patterns = (REPO / ".dvcignore").read_text().splitlines()
     assert ".*.tmp" in patterns and ".*.journal" in patterns
+
+
+# ------------------------------------------------------------------ faults found by review
+
+FAIL_THEN_WAIT = r"""
+import os, sys
+from filterdb._atomic import atomic_paths
+
+real = os.replace
+
+def replace(src, dst):  # every rename of a temp onto its target fails (e.g. EACCES)
+    if ".journal." not in os.fspath(src):
+        raise PermissionError(13, "Permission denied", os.fspath(dst))
+    return real(src, dst)
+
+os.replace = replace
+try:
+    with atomic_paths(*a["targets"]) as temps:
+        for tmp in temps:
+            tmp.write_text("stale")
+except PermissionError:
+    print("failed", flush=True)
+sys.stdin.readline()  # alive until told to exit, as an interactive session would be
+"""
+
+
+def test_a_journal_left_by_a_live_writer_never_overwrites_a_newer_commit(tmp_path: Path) -> None:
+    """A writer whose renames failed keeps running (its journal is left, being live); a newer
+    commit then succeeds; once that writer exits, the next write drops its journal and temps
+    instead of rolling the older set forward over the newer one."""
+    import subprocess
+    import sys
+
+    targets = _old_set(tmp_path)
+    args = json.dumps({"targets": [str(p) for p in targets]})
+    prelude = "import json, sys\na = json.loads(sys.argv[1])\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", prelude + FAIL_THEN_WAIT, args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "failed\n"
+        assert any(p.name.endswith(".journal") for p in tmp_path.rglob(".*"))
+        with atomic_paths(*targets) as temps:  # the newer commit, while the writer lives
+            for tmp in temps:
+                tmp.write_text("newer")
+        assert _texts(targets) == ["newer"] * 3
+    finally:
+        child.communicate("\n", timeout=60)
+    assert child.returncode == 0
+
+    assert roll_forward(tmp_path / "one") == []  # the writer is gone: its journal is dropped
+    remove_stale_temps(targets[2])
+    assert _texts(targets) == ["newer"] * 3
+    assert _hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize(("rename", "expected"), [(1, "old"), (3, "new")])
+def test_a_deleted_target_folder_does_not_block_writes_into_the_other(
+    tmp_path: Path, rename: int, expected: str
+) -> None:
+    """Killed before rename ``rename``, then folder ``two`` deleted: writes into ``one`` go on,
+    and ``one`` holds one whole set (nothing renamed yet: the old; a and b renamed: the new)."""
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["set", rename])
+    shutil.rmtree(tmp_path / "two")
+
+    with atomic_paths(tmp_path / "one" / "other.txt") as (tmp,):
+        tmp.write_text("x")
+
+    assert _texts(targets[:2]) == [expected] * 2
+    assert _hidden(tmp_path) == []
+
+
+def test_a_folder_reached_through_a_symlink_settles_the_whole_set(tmp_path: Path) -> None:
+    """Folder ``one`` is ``deep/one`` reached through the symlink ``link``: the journal's paths
+    are resolved through it, so settling from the real folder finds the temp in ``two``."""
+    (tmp_path / "deep" / "one").mkdir(parents=True)
+    (tmp_path / "two").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "one")
+    targets = [tmp_path / "link" / "a.txt", tmp_path / "two" / "c.txt"]
+    for path in targets:
+        path.write_text("old")
+    _kill_at(targets, ["set", 2])
+    assert _texts(targets) == ["new", "old"]
+
+    assert roll_forward(tmp_path / "deep" / "one") == [tmp_path / "two" / "c.txt"]
+
+    assert _texts(targets) == ["new", "new"]
+    assert _hidden(tmp_path) == []
+
+
+def test_a_reader_settles_a_killed_set_before_reading(tmp_path: Path) -> None:
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["set", 2])
+    assert _texts(targets) == ["new", "old", "old"]
+
+    settle_for_reading(*targets)
+
+    assert _texts(targets) == ["new"] * 3
+    assert _hidden(tmp_path) == []
+
+
+def test_a_reader_that_may_not_complete_a_set_is_told_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["set", 2])
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied", os.fspath(dst))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(JournalError, match=r"one: a killed writer left a set .* half renamed"):
+        settle_for_reading(*targets)

@@ -20,7 +20,7 @@ from typing import Any
 
 import xarray as xr
 
-from filterdb._atomic import DIR_MODE, atomic_path
+from filterdb._atomic import DIR_MODE, atomic_path, settle_for_reading
 from filterdb._optional import require
 from filterdb.dataset.content_hash import content_hash
 from filterdb.dataset.info import dataset_counts
@@ -240,6 +240,7 @@ def build_release(
 def _write_artifacts(root: Path, out: Path) -> dict[str, Any]:
     """Copy the pipeline's outputs into ``out`` and write the tables; return their digests."""
     artifacts: dict[str, Any] = {}
+    settle_for_reading(*(root / src for src in INPUTS.values()))  # no half-renamed stats set
     for name, src in INPUTS.items():
         src_path = root / src
         if src_path.is_dir():

@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from filterdb._atomic import write_atomic_text
+from filterdb._atomic import settle_for_reading, write_atomic_text
 from filterdb.stats.degeneracy import layer_stats, randomness_threshold
 from filterdb.stats.params import DegeneracyParams
 from filterdb.stats.write import degeneracy_summary
@@ -603,6 +603,7 @@ def write_report(
         the PCA explained-variance ratios, per axis the largest and smallest shifts with the
         population and sign rule of each matrix, and the replication table.
     """
+    settle_for_reading(degeneracy_nc, shifts_nc, *(folded or ()))  # no half-renamed set
     deg = _load(degeneracy_nc)
     sh = _load(shifts_nc)
     table = replication_table(sh, deg)

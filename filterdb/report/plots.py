@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from filterdb._atomic import atomic_path
+from filterdb._atomic import atomic_path, settle_for_reading
 from filterdb.dataset.flags import flag_lookup
 
 __all__ = [
@@ -217,6 +217,7 @@ def make_plots(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    settle_for_reading(*(p for p in (shifts_nc, degeneracy_nc) if p is not None))
     written: list[Path] = []
     if shifts_nc is not None:
         with xr.open_dataset(shifts_nc) as sh:

@@ -145,3 +145,21 @@ def test_killed_before_the_journal_the_old_set_stays(
 
     assert _state(tmp_path, sets) == {"deg": "old", "shifts": "old", "json": "old"}
     assert _hidden(tmp_path) == []
+
+
+def test_a_reader_after_the_kill_reads_the_whole_new_set(
+    tiny_dataset: Path, tmp_path: Path, sets: dict[str, dict]
+) -> None:
+    """The report is the first to read the set after the kill (no write came before it): it
+    completes the set, so its numbers come from one set (here the new one), not from a mix."""
+    from filterdb.report.markdown import write_report
+
+    _write(tiny_dataset, tmp_path, OLD)
+    _killed_run(tiny_dataset, tmp_path, ["set", 2])
+    assert _state(tmp_path, sets) == {"deg": "new", "shifts": "old", "json": "old"}
+
+    out = _outputs(tmp_path)
+    write_report(out["deg"], out["shifts"], tmp_path / "report" / "report.md")
+
+    assert _state(tmp_path, sets) == {"deg": "new", "shifts": "new", "json": "new"}
+    assert _hidden(tmp_path) == []
