@@ -28,6 +28,7 @@ import dataclasses
 import difflib
 import importlib
 import os
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -198,6 +199,32 @@ def _fits(value: Any, hint: Any) -> bool:
     return True
 
 
+def _plain(value: Any) -> Any:
+    """A numpy value as the Python value YAML would give, so it is checked and stored as one.
+
+    Parameters
+    ----------
+    value : object
+        A value given for a params key, e.g. ``np.int64(3)``, ``np.linspace(0, 1, 11)``.
+
+    Returns
+    -------
+    object
+        Numpy scalars as Python scalars (a numpy bool as a bool, still no integer), 1-D arrays as
+        lists, lists and tuples element by element; anything else (a 2-D array too) unchanged.
+    """
+    np = sys.modules.get("numpy")  # not imported: the value cannot be a numpy one
+    if np is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return value.tolist()
+    if type(value) in (list, tuple):
+        return type(value)(map(_plain, value))
+    return value
+
+
 def _describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -244,7 +271,8 @@ def section_params(cls: type[T], values: Mapping[str, Any] | None, section: str)
     cls : dataclass type
         The section's class; its fields and defaults define the section.
     values : mapping or None
-        The section as read from params.yaml (or given by a caller).
+        The section as read from params.yaml, or given by a caller: numpy scalars and 1-D arrays
+        are checked and passed on as the Python scalars and lists they hold.
     section : str
         The section's name, for messages.
 
@@ -258,6 +286,7 @@ def section_params(cls: type[T], values: Mapping[str, Any] | None, section: str)
         values = {}
     if not isinstance(values, Mapping):
         raise ParamsError(f"params {section!r} must be a mapping, not {values!r}")
+    values = {key: _plain(value) for key, value in values.items()}
     _check_section(cls, values, f"params: {section}")
     return cls(**values)
 

@@ -132,7 +132,8 @@ def pull_release(version: str, repo: str | os.PathLike[str] = ".", rebuild: bool
     ----------
     version : str
         ``0.2.0``, ``v0.2.0`` or the release folder's path, ``releases/v0.2.0`` (what
-        ``dvc pull`` cannot take: the folder holds several outputs and git-tracked files).
+        ``dvc pull`` cannot take: the folder holds several outputs and git-tracked files); a
+        path, relative to the current directory, must be ``repo``'s ``releases/vVERSION``.
     repo : path-like
         The repository (a clone with the tags).
     rebuild : bool
@@ -147,19 +148,22 @@ def pull_release(version: str, repo: str | os.PathLike[str] = ".", rebuild: bool
     Raises
     ------
     PullError
-        No tag, artifacts missing from the remote (without ``rebuild``), or a rebuild whose
-        bytes differ (naming the artifacts).
+        A path that is not ``repo``'s release folder, no tag, artifacts missing from the remote
+        (without ``rebuild``), or a rebuild whose bytes differ (naming the artifacts).
     """
     from filterdb.release.publish import recover_release_folder
     from filterdb.release.versions import normalize_version
 
-    version = normalize_version(Path(version).name if "/" in str(version) else version)
+    given = Path(version) if "/" in str(version) else None
+    version = normalize_version(version if given is None else given.name)
     repo = Path(repo).resolve()
+    releases = repo / "releases"
+    folder = releases / f"v{version}"
+    if given is not None and given.resolve() != folder.resolve():
+        raise PullError(f"{given} is not a release folder of {repo} (expected {folder})")
     manifest = tagged_manifest(repo, version)
     artifacts = manifest["artifacts"]
-    releases = repo / "releases"
     releases.mkdir(exist_ok=True)
-    folder = releases / f"v{version}"
     recover_release_folder(folder)
     tmp = Path(tempfile.mkdtemp(dir=releases, prefix=f".v{version}.pull-{os.getpid()}-"))
     os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; a release folder is not
