@@ -186,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # the results only; settings and provenance are in MODELS_DIR/MODEL.json
     text = json.dumps(result_metrics(metrics), indent=1, sort_keys=True) + "\n"
     if args.metrics_dir:
-        from filterdb._atomic import write_atomic_text
+        from filterdb.atomic import write_atomic_text
 
         write_atomic_text(text, Path(args.metrics_dir) / f"{args.model}.json")
     print(text, end="")
@@ -484,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as exc:
         # an optional dependency the command needs (torch, dvc, matplotlib, ...): name its extra
-        from filterdb._optional import missing_extra
+        from filterdb.optional import missing_extra
 
         error = missing_extra(exc, purpose=f"filterdb {args.command}")
         if error is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from filterdb._atomic import atomic_path, disk_full_error
+from filterdb.atomic import atomic_path, disk_full_error
 
 
 def test_kill_9_mid_write_leaves_old_file_and_next_write_cleans_up(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_kill_9_mid_write_leaves_old_file_and_next_write_cleans_up(tmp_path: Pat
     target.write_text("old")
     code = (
         "import sys, time\n"
-        "from filterdb._atomic import atomic_path\n"
+        "from filterdb.atomic import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    tmp.write_text('half')\n"
         "    print('writing', flush=True)\n"

@@ -1,4 +1,4 @@
-"""`atomic_paths`: several files committed as one set under a journal (filterdb/_atomic.py).
+"""`atomic_paths`: several files committed as one set under a journal (filterdb/atomic.py).
 
 Writers are child processes killed with SIGKILL at a chosen ``os.replace`` (a real kill: the
 journal then belongs to a process that no longer exists, as after a crash).
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from filterdb._atomic import (
+from filterdb.atomic import (
     JournalError,
     atomic_paths,
     remove_stale_temps,
@@ -23,7 +23,7 @@ from filterdb._atomic import (
 from tests.conftest import REPO, run_killed
 
 CHILD = r"""
-from filterdb._atomic import atomic_paths
+from filterdb.atomic import atomic_paths
 
 with atomic_paths(*a["targets"]) as temps:
     for tmp in temps:
@@ -150,7 +150,7 @@ def test_journal_and_temp_patterns_are_dvcignored() -> None:
 
 FAIL_THEN_WAIT = r"""
 import os, sys
-from filterdb._atomic import atomic_paths
+from filterdb.atomic import atomic_paths
 
 real = os.replace
 

@@ -8,7 +8,7 @@ such as ``params.yaml``'s section classes).
 
 Exception, the ``train`` stage: its command ``filterdb train`` goes through ``filterdb/cli.py``,
 which is not one of its deps (only ``filterdb/train``, ``filterdb/numerics.py`` and
-``filterdb/_atomic.py`` are, so that the stage's dependency hash covers the training code alone).
+``filterdb/atomic.py`` are, so that the stage's dependency hash covers the training code alone).
 The modules the command line itself loads to parse its arguments and ``params.yaml`` (``main``,
 ``_params`` and ``_entry``, run in a fresh interpreter) are allowed there. ``KNOWN_GAPS`` would
 list any other exception (none).
@@ -116,7 +116,7 @@ def _cli_parsing_modules() -> set[str]:
     code = (
         "import sys, filterdb.cli as c\n"
         "from filterdb.errors import USER_ERRORS\n"
-        "from filterdb._optional import missing_extra\n"
+        "from filterdb.optional import missing_extra\n"
         f"a = c.build_parser().parse_args(['train', {trained!r}])\n"
         "c._entry(a, c._params(a))\n"
         "print(' '.join(m for m in sys.modules if m.split('.')[0] == 'filterdb'))\n"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from filterdb import _optional
-from filterdb._optional import EXTRAS, MissingExtraError, is_available, missing_extra, require
+from filterdb import optional
 from filterdb.cli import main
 from filterdb.errors import FilterDBError
+from filterdb.optional import EXTRAS, MissingExtraError, is_available, missing_extra, require
 
 PYPROJECT = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
 
@@ -90,7 +90,7 @@ def test_cli_prints_a_missing_extra_as_one_line_and_exits_2(
 ) -> None:
     # any command whose code calls require(): the error is a FilterDBError
     def validate_release(*args: object, **kwargs: object) -> None:
-        _optional.require("no_such_module_xyz", extra="croissant", purpose="the check")
+        optional.require("no_such_module_xyz", extra="croissant", purpose="the check")
 
     monkeypatch.setattr("filterdb.release.check.validate_release", validate_release)
     assert main(["validate", str(tmp_path)]) == 2

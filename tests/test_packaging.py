@@ -158,6 +158,6 @@ def test_base_install_names_the_extra_open_release_needs(base_venv: Path, outsid
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert last == (
-        "filterdb._optional.MissingExtraError: open_release needs the optional package "
+        "filterdb.optional.MissingExtraError: open_release needs the optional package "
         "'dvc', which is not installed: pip install 'filterdb[dvc]'"
     )

@@ -18,7 +18,7 @@ import netCDF4
 import numpy as np
 import pandas as pd
 
-from filterdb._atomic import atomic_path
+from filterdb.atomic import atomic_path
 from filterdb.dataset.contract import (
     BN_FOLLOWS,
     CATEGORICAL,
@@ -178,9 +178,9 @@ def write_dataset(
     StoreError
         The blocks do not add up to the layer table, the layer table is not contiguous, or the
         fold scales do not match ``out_channels``.
-    filterdb._atomic.DiskFullError
+    filterdb.atomic.DiskFullError
         The file system ran out of space (netCDF-C reports it as ``NetCDF: HDF error``;
-        :func:`filterdb._atomic.atomic_path` names ``path`` instead); nothing is left behind.
+        :func:`filterdb.atomic.atomic_path` names ``path`` instead); nothing is left behind.
     """
     path = Path(path)
     n_models, n_layers = len(models), len(layers)

@@ -28,11 +28,11 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from filterdb._atomic import write_atomic_text
-from filterdb._optional import is_available, require
+from filterdb.atomic import write_atomic_text
 from filterdb.dataset.contract import DATA_LICENSE, LICENSE_NOTE
 from filterdb.dataset.tables import read_tables
 from filterdb.hashes import file_digests
+from filterdb.optional import is_available, require
 
 __all__ = [
     "CONFORMS_TO",

@@ -20,12 +20,12 @@ from typing import Any
 
 import xarray as xr
 
-from filterdb._atomic import DIR_MODE, atomic_path, settle_for_reading
-from filterdb._optional import require
+from filterdb.atomic import DIR_MODE, atomic_path, settle_for_reading
 from filterdb.dataset.content_hash import content_hash
 from filterdb.dataset.info import dataset_counts
 from filterdb.dataset.tables import read_tables
 from filterdb.hashes import file_digests
+from filterdb.optional import require
 from filterdb.release.card import LICENSE_NOTE, render_card
 from filterdb.release.croissant import CROISSANT_FILE, write_croissant
 from filterdb.release.sums import write_checksums

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from filterdb._atomic import DIR_MODE
+from filterdb.atomic import DIR_MODE
 from filterdb.errors import FilterDBError
 from filterdb.hashes import sha256_file
 

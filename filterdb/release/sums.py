@@ -15,7 +15,7 @@ from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any
 
-from filterdb._atomic import write_atomic_text
+from filterdb.atomic import write_atomic_text
 from filterdb.hashes import sha256_file
 from filterdb.release.manifest import (
     CARD_FILE,

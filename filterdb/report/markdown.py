@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from filterdb._atomic import settle_for_reading, write_atomic_text
+from filterdb.atomic import settle_for_reading, write_atomic_text
 from filterdb.stats.degeneracy import layer_stats, randomness_threshold
 from filterdb.stats.params import DegeneracyParams
 from filterdb.stats.write import degeneracy_summary

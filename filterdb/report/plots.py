@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from filterdb._atomic import atomic_path, settle_for_reading
+from filterdb.atomic import atomic_path, settle_for_reading
 from filterdb.dataset.flags import flag_lookup
 
 __all__ = [

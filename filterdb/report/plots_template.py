@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filterdb._atomic import write_atomic_text
+from filterdb.atomic import write_atomic_text
 from filterdb.errors import USER_ERRORS, FilterDBError
 from filterdb.sources.fetch import PackageSpec, extract_package, fetch_archive
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filterdb._atomic import DIR_MODE
+from filterdb.atomic import DIR_MODE
 from filterdb.hashes import sha256_file
 from filterdb.sources import ModelLoadError
 from filterdb.sources.files import packages_dir

@@ -483,7 +483,7 @@ def write_stats_dask(
     degeneracy_nc, degeneracy_json, shifts_nc : path-like
         Outputs (``stats/degeneracy.nc``, ``metrics/degeneracy.json`` or None,
         ``stats/shifts.nc``), committed as one set by
-        :func:`filterdb.stats.write.write_results` (:func:`filterdb._atomic.atomic_paths`:
+        :func:`filterdb.stats.write.write_results` (:func:`filterdb.atomic.atomic_paths`:
         the previous set or the new one, even if the process is killed while renaming).
     degeneracy_params, shifts_params, scheduler, partition_filters
         As :func:`compute_stats_dask`.

@@ -514,7 +514,7 @@ def plot_sweep(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from filterdb._atomic import atomic_path
+    from filterdb.atomic import atomic_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

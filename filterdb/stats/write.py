@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from filterdb._atomic import (
+from filterdb.atomic import (
     atomic_paths,
     disk_full_as_error,
     write_atomic_netcdf,
@@ -166,7 +166,7 @@ def write_results(
     """Write computed statistics as one set: both netCDF files and the degeneracy summary.
 
     Every file is written to a temporary sibling first and the set is committed with
-    :func:`filterdb._atomic.atomic_paths`: renamed into place only when all are complete, under a
+    :func:`filterdb.atomic.atomic_paths`: renamed into place only when all are complete, under a
     journal that the next run completes if this one is killed between the renames. So the
     outputs are always the previous set or the new one, never a degeneracy file of one input
     beside shift files of another.
@@ -178,7 +178,7 @@ def write_results(
 
     Raises
     ------
-    filterdb._atomic.DiskFullError
+    filterdb.atomic.DiskFullError
         A file could not be written for lack of space (named; the previous set stays).
     """
     summary = degeneracy_summary(deg)

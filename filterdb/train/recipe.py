@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from filterdb import numerics as _numerics
-from filterdb._atomic import atomic_path
+from filterdb.atomic import atomic_path
 from filterdb.errors import InputError
 from filterdb.train.checkpoints import check_published, published_record, recipe_digest
 from filterdb.train.data import DatasetSplits, get_dataset_spec, load_dataset

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from filterdb._atomic import write_atomic_text
+from filterdb.atomic import write_atomic_text
 
 __all__ = ["BYTES_PER_FILTER", "drop_without_3x3", "size_architecture", "size_entries"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from filterdb._atomic import write_atomic_text
+from filterdb.atomic import write_atomic_text
 from filterdb.zoo.timm_entries import (
     filter_available,
     generate_entries,

@@ -56,7 +56,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from filterdb._atomic import atomic_path
+from filterdb.atomic import atomic_path
 from filterdb.dataset.write import StoreParams, write_dataset
 from filterdb.version import __version__
 from filterdb.zoo.upstream_read import (
@@ -116,7 +116,7 @@ def import_upstream(
     UpstreamWeightsError
         A layer's weights hold NaN or Inf, or values beyond float32's range (nothing is
         written: filterdb's contract has finite weights only).
-    filterdb._atomic.DiskFullError
+    filterdb.atomic.DiskFullError
         The dataset or the report could not be written for lack of space (nothing is left).
     filterdb.validate.failures.SchemaValidationError
         The converted dataset fails validation (a bug; nothing is written).

@@ -1,8 +1,8 @@
 """A write that runs out of disk space is one line naming the file, not `NetCDF: HDF error`.
 
 netCDF-C reports a failed ``write(2)`` inside HDF5 as ``RuntimeError: NetCDF: HDF error`` (and
-creating a file on a full disk as ``PermissionError``), without the errno. filterdb/_atomic.py
-turns such a failure into :class:`filterdb._atomic.DiskFullError` when the folder written to is
+creating a file on a full disk as ``PermissionError``), without the errno. filterdb/atomic.py
+turns such a failure into :class:`filterdb.atomic.DiskFullError` when the folder written to is
 (nearly) full, before the partial temp file is removed.
 
 Two kinds of test:
@@ -136,7 +136,7 @@ def test_stats_all_onto_a_full_disk_names_a_file_and_keeps_the_old_set(
 ) -> None:
     """The old set is copied onto the tmpfs, the rest of it filled but 16 KiB; a new set fails.
 
-    ``filterdb stats all`` writes its three outputs as one set (filterdb._atomic.atomic_paths):
+    ``filterdb stats all`` writes its three outputs as one set (filterdb.atomic.atomic_paths):
     the failure names the output being written and leaves the old set byte for byte.
     """
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -210,7 +210,7 @@ RLIMIT_CHILD = r"""
 import resource, shutil, signal, sys
 from collections import namedtuple
 import numpy as np, xarray as xr
-from filterdb._atomic import write_atomic_netcdf
+from filterdb.atomic import write_atomic_netcdf
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process
 resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))

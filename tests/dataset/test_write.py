@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from filterdb._atomic import atomic_path
+from filterdb.atomic import atomic_path
 from filterdb.dataset.assemble import assemble
 from filterdb.dataset.content_hash import content_hash
 from filterdb.dataset.tables import StoreError, read_tables

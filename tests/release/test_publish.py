@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from filterdb._atomic import DIR_MODE
+from filterdb.atomic import DIR_MODE
 from filterdb.release.check import validate_release
 from filterdb.release.publish import ReleaseError, normalize_version, open_release
 from filterdb.release.sums import write_checksums

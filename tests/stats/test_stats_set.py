@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from filterdb._atomic import remove_stale_temps, roll_forward
+from filterdb.atomic import remove_stale_temps, roll_forward
 from filterdb.stats.write import write_stats
 from tests.conftest import REPO, run_killed
 

@@ -83,7 +83,7 @@ def require(module: str, extra: str | None = None, purpose: str | None = None) -
     >>> require("no_such_module_xyz", extra="build", purpose="the test")
     Traceback (most recent call last):
     ...
-    filterdb._optional.MissingExtraError: the test needs the optional package \
+    filterdb.optional.MissingExtraError: the test needs the optional package \
 'no_such_module_xyz', which is not installed: pip install 'filterdb[build]'
     """
     try:

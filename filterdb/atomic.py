@@ -239,7 +239,7 @@ def disk_full_as_error(
     ...     raise OSError(errno.ENOSPC, "No space left on device")
     Traceback (most recent call last):
     ...
-    filterdb._atomic.DiskFullError: out.nc: No space left on device (...)
+    filterdb.atomic.DiskFullError: out.nc: No space left on device (...)
     """
     target = Path(target)
     temps = {str(tmp): target} if tmp is not None else {}
