@@ -11,7 +11,7 @@ import re
 
 __all__ = ["SEMVER", "__version__", "version_key"]
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 
 #: A release version, ``X.Y.Z`` with an optional ``v`` and pre-release suffix.
 SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?")

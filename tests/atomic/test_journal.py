@@ -1,4 +1,4 @@
-"""`atomic_paths`: several files committed as one set under a journal (filterdb/atomic.py).
+"""`atomic_paths`: several files committed as one set under a journal (filterdb/atomic/journal.py).
 
 Writers are child processes killed with SIGKILL at a chosen ``os.replace`` (a real kill: the
 journal then belongs to a process that no longer exists, as after a crash).
@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from filterdb.atomic import (
+    JOURNAL_SUFFIX,
     JournalError,
     atomic_paths,
     remove_stale_temps,
     roll_forward,
     settle_for_reading,
 )
+from filterdb.atomic.files import process_started
 from tests.conftest import REPO, run_killed
 
 CHILD = r"""
@@ -263,3 +265,47 @@ def test_a_reader_that_may_not_complete_a_set_is_told_so(
     monkeypatch.setattr(os, "replace", refused)
     with pytest.raises(JournalError, match=r"one: a killed writer left a set .* half renamed"):
         settle_for_reading(*targets)
+
+
+def _as_if_written_by(pid: int, root: Path) -> list[Path]:
+    """Rename the journal copies under ``root`` as if process ``pid`` had written them."""
+    copies = sorted(root.rglob(f".*{JOURNAL_SUFFIX}"))
+    renamed = {}
+    for copy in copies:
+        head, _, token = copy.name[: -len(JOURNAL_SUFFIX)].rsplit(".", 2)
+        renamed[copy] = copy.with_name(f"{head}.{pid}.{token}{JOURNAL_SUFFIX}")
+    for copy, new in renamed.items():
+        doc = json.loads(copy.read_text())
+        doc["journals"] = [
+            os.path.relpath(renamed[Path(os.path.normpath(copy.parent / c))], copy.parent)
+            for c in doc["journals"]
+        ]
+        new.write_text(json.dumps(doc))
+        copy.unlink()
+    return list(renamed.values())
+
+
+@pytest.mark.skipif(process_started(os.getpid()) is None, reason="no /proc start times here")
+def test_a_killed_writers_journal_under_a_reused_pid_is_settled(tmp_path: Path) -> None:
+    """The killed writer's pid now names a live process (here: this one, started earlier than
+    that writer): the start time recorded in the journal tells them apart."""
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["set", 2])
+    _as_if_written_by(os.getpid(), tmp_path)
+
+    assert roll_forward(tmp_path / "one") == targets[1:]
+
+    assert _texts(targets) == ["new"] * 3
+    assert _hidden(tmp_path) == []
+
+
+def test_a_live_writers_journal_with_its_start_time_is_left_alone(tmp_path: Path) -> None:
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["set", 2])
+    journals = _as_if_written_by(os.getpid(), tmp_path)
+    for journal in journals:
+        doc = json.loads(journal.read_text())
+        journal.write_text(json.dumps({**doc, "writer_started": process_started(os.getpid())}))
+
+    assert roll_forward(tmp_path / "one") == []
+    assert _texts(targets) == ["new", "old", "old"]
