@@ -8,7 +8,7 @@ such as ``params.yaml``'s section classes).
 
 Exception, the ``train`` stage: its command ``filterdb train`` goes through ``filterdb/cli.py``,
 which is not one of its deps (only ``filterdb/train``, ``filterdb/numerics.py`` and
-``filterdb/atomic.py`` are, so that the stage's dependency hash covers the training code alone).
+``filterdb/atomic`` are, so that the stage's dependency hash covers the training code alone).
 The modules the command line itself loads to parse its arguments and ``params.yaml`` (``main``,
 ``_params`` and ``_entry``, run in a fresh interpreter) are allowed there. ``KNOWN_GAPS`` would
 list any other exception (none).
