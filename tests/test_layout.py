@@ -106,6 +106,46 @@ def test_module_level_imports_have_no_cycle() -> None:
     assert cycles == []
 
 
+#: the entry points, which import every stage: the package (``open_release``) and the CLI
+ENTRY = ("filterdb", "filterdb.cli")
+
+
+def _folder_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module, tree in _trees():
+        if module in ENTRY:
+            continue
+        here = _folder(module)
+        graph.setdefault(here, set())
+        for target, _ in _imports(tree, module, top_only=False):
+            if target not in ENTRY and _folder(target) != here:
+                graph[here].add(_folder(target))
+    return graph
+
+
+def test_the_shared_top_level_imports_no_stage() -> None:
+    """``errors``, ``params``, ``version``, ... are below every folder (params names its section
+    classes as strings, loaded on use)."""
+    assert _folder_graph()[""] == set()
+
+
+def test_folders_import_each_other_without_a_cycle() -> None:
+    """The folders form layers: a folder never imports, directly or not, one that imports it."""
+    graph = _folder_graph()
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    assert sorted(f for f in graph if f in reach(f)) == []
+    assert "dataset" in reach("stats") and "stats" not in reach("dataset")  # sees the imports
+
+
 @pytest.mark.parametrize("module", ["filterdb.stats.shifts", "filterdb.atomic"])
 def test_the_checks_see_the_modules_they_judge(module: str) -> None:
     """The static reading finds the package's modules and their imports (so the checks above
