@@ -36,7 +36,13 @@ DISK_FULL_BELOW = 64 * 2**20
 
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 #: words of the messages netCDF-C and HDF5 (via h5py) give for a write they could not finish
-_LIBRARY_WORDS = ("netcdf", "hdf")
+#: (netCDF classic files report a failed write by its errno's text alone)
+_LIBRARY_WORDS = (
+    "netcdf",
+    "hdf",
+    os.strerror(errno.ENOSPC).lower(),
+    os.strerror(getattr(errno, "EDQUOT", errno.ENOSPC)).lower(),
+)
 
 
 class DiskFullError(FilterDBError, OSError):
@@ -121,7 +127,7 @@ def disk_full_error(
     DiskFullError or None
         An error for an ``OSError`` with errno ``ENOSPC`` or ``EDQUOT``, and for a netCDF/HDF5
         failure while less than :data:`DISK_FULL_BELOW` bytes are free in ``folder``: a
-        ``RuntimeError`` or errno-less ``OSError`` whose message names netCDF or HDF, an
+        ``RuntimeError`` or errno-less ``OSError`` whose message names netCDF, HDF or no space, an
         ``OSError`` with a netCDF code or ``EIO``, or ``EACCES`` in a folder that is writable
         (netCDF's error for creating a file on a full disk). None otherwise (other errors, a
         real permission error, or free space plenty).

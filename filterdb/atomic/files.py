@@ -17,7 +17,9 @@ __all__ = [
     "dead_writer",
     "fsync",
     "new_temp",
+    "pid_scope",
     "process_started",
+    "real_path",
 ]
 
 
@@ -37,15 +39,26 @@ DIR_MODE = 0o777 & ~_UMASK
 FILE_MODE = 0o666 & ~_UMASK
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the process name (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()  # the name may hold spaces and parentheses
+
+
 def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (someone else's counts)."""
+    """Whether process ``pid`` runs (someone else's counts; a zombie, killed but not yet
+    reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's live process
-        return True
-    return True
+        pass
+    fields = _stat_fields(pid)
+    return not (fields and fields[0] in ("Z", "X"))
 
 
 def dead_writer(name: str, suffix: str) -> bool:
@@ -67,11 +80,40 @@ def process_started(pid: int) -> int | None:
     >>> started is None or started == process_started(os.getpid())
     True
     """
+    fields = _stat_fields(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name may hold spaces
-    except (OSError, IndexError, ValueError):
+        return int(fields[19]) if fields else None  # field 22 of the whole line
+    except (IndexError, ValueError):
         return None
+
+
+def pid_scope() -> dict[str, object]:
+    """Where this process's pids mean what they say: its pid namespace and the boot.
+
+    A pid (and its start time) names the same process only for a reader in the same pid
+    namespace of the same boot of the same machine; elsewhere (a container, another NFS
+    client) only "no such pid" can be trusted, and not even that across machines.
+
+    Examples
+    --------
+    >>> pid_scope() == pid_scope()
+    True
+    """
+    try:
+        namespace: object = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = None
+    try:
+        boot: object = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        boot = None
+    return {"pid_namespace": namespace, "boot_id": boot}
+
+
+def real_path(path: Path) -> str:
+    """``path`` with its folder resolved through symlinks (the file itself is not followed: a
+    rename replaces a symlink, not what it points to)."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
 
 
 def new_temp(path: Path) -> Path:

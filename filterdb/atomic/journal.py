@@ -9,6 +9,7 @@ when a newer write has replaced the set since.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from filterdb.atomic.files import alive, dead_writer, fsync, process_started
+from filterdb.atomic.files import alive, dead_writer, fsync, pid_scope, process_started, real_path
 from filterdb.errors import FilterDBError
 
 __all__ = [
@@ -38,16 +39,10 @@ class JournalError(FilterDBError):
     """A commit journal of :func:`atomic_paths` cannot be read (the message names it)."""
 
 
-def _real(path: Path) -> str:
-    """``path`` with its folder resolved through symlinks (the file itself is not followed: a
-    rename replaces a symlink, not what it points to)."""
-    return os.path.join(os.path.realpath(path.parent), path.name)
-
-
 def _rel(path: Path, folder: Path) -> str:
     """``path`` relative to ``folder``, both resolved through symlinks, so that the ``..`` in it
     may be applied as text to the journal's resolved folder (see :func:`_at`)."""
-    return os.path.relpath(_real(path), os.path.realpath(folder))
+    return os.path.relpath(real_path(path), os.path.realpath(folder))
 
 
 def _at(journal: Path, relative: str) -> Path:
@@ -56,13 +51,36 @@ def _at(journal: Path, relative: str) -> Path:
 
 
 def _identity(path: Path) -> list[int] | None:
-    """What tells one version of a file from another: device, inode, size and mtime (None:
-    no file). A rename keeps all four; a newer write is a new file, with another inode."""
+    """What tells one version of a file from another: inode, size and mtime (None: no file).
+
+    A rename keeps all three; a newer write is a new file, with another inode. (Not the device
+    number: a temp and its target share a folder, and the number a network or overlay file
+    system gets can differ after a remount or on another client.)
+    """
     try:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         return None
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _same(now: list[int], recorded: Any) -> bool:
+    """Whether a file's identity is the recorded one (the last three numbers: inode, size,
+    mtime)."""
+    return isinstance(recorded, list) and now[-3:] == recorded[-3:]
+
+
+#: errnos of a folder this process may read but not change
+_READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def _discard(path: Path) -> None:
+    """Remove a leftover (a temp or journal copy of a settled set), if this process may."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        if exc.errno not in _READ_ONLY:
+            raise
 
 
 def write_journals(targets: Sequence[Path], temps: Sequence[Path]) -> list[Path]:
@@ -83,13 +101,13 @@ def write_journals(targets: Sequence[Path], temps: Sequence[Path]) -> list[Path]
     ]
     before = [_identity(t) for t in targets]
     made = [_identity(t) for t in temps]
-    started = process_started(os.getpid())
+    writer = {"started": process_started(os.getpid()), **pid_scope()}
     written: list[Path] = []
     try:
         for copy in copies:
             doc = {
                 "filterdb_journal": _JOURNAL_VERSION,
-                "writer_started": started,
+                "writer": writer,
                 "renames": [
                     [_rel(t, copy.parent), _rel(p, copy.parent), b, m]
                     for t, p, b, m in zip(temps, targets, before, made, strict=True)
@@ -143,19 +161,20 @@ def settle(journal: Path, own: bool = False) -> list[Path]:
 
     Every copy of a journal is written before the first rename and removed after the last.
     The journal records each target's identity before the commit and each temp's (which a
-    rename keeps), so each target is either still the old file with its temp pending, or
-    already the new one:
+    rename keeps), so each target is either still the old file or already the new one. Only
+    the targets are looked at (a temp may be renamed by another settler meanwhile):
 
     - if a target (that exists) is neither, a newer write has replaced it since: the journal
       is stale (e.g. left by a process whose renames failed and that kept running) and is
       dropped with its remaining temps, so old work never overwrites newer;
-    - else if a rename is seen done, or every copy of the journal is there, or every temp is
-      there, the set is completed: every remaining temp is renamed (roll forward);
+    - else if a target is the new file, or every copy of the journal is there, or every temp
+      is there, the set is completed: every remaining temp is renamed (roll forward);
     - else (a copy missing and a temp gone: the writer died while writing the journal, and a
       temp the journal had not reached was removed as stale) the set stays the old one and
       its remaining temps are removed.
 
     A target that no longer exists (e.g. its folder was deleted) tells nothing and is skipped.
+    Leftovers this process may not remove (a read-only folder) are left.
 
     Returns
     -------
@@ -167,14 +186,15 @@ def settle(journal: Path, own: bool = False) -> list[Path]:
         return []
     renames, copies = read
     started = stale = False
-    for tmp, target, before, made in renames:
+    for _, target, before, made in renames:
         if own or before is False:  # journal format 1: no identities recorded
             continue
-        now = _identity(target)
-        pending = tmp.exists()
-        if not pending and now is not None and now == made:
+        now = _identity(target)  # the target alone: a temp may be renamed meanwhile
+        if now is None:
+            continue
+        if _same(now, made):
             started = True
-        elif now is not None and now != (before if pending else made):
+        elif before is None or not _same(now, before):
             stale = True
     forward = own or (
         not stale
@@ -189,13 +209,13 @@ def settle(journal: Path, own: bool = False) -> list[Path]:
                 os.replace(tmp, target)
                 done.append(target)
             else:
-                tmp.unlink()
+                _discard(tmp)
         except FileNotFoundError:  # another process settling the same journal
             continue
     for folder in {os.path.abspath(t.parent): t.parent for _, t, *_ in renames}.values():
         fsync(folder)
     for copy in copies:
-        copy.unlink(missing_ok=True)
+        _discard(copy)
     return done
 
 
@@ -231,16 +251,25 @@ def roll_forward(folder: str | os.PathLike[str]) -> list[Path]:
         return done
     for tmp in folder.glob(f".*{JOURNAL_SUFFIX}.*.tmp"):  # a journal being written when killed
         if dead_writer(tmp.name, ".tmp"):
-            tmp.unlink(missing_ok=True)
-    for journal in sorted(folder.glob(f".*{JOURNAL_SUFFIX}")):
+            _discard(tmp)
+    for journal in sorted(folder.glob(f".*{JOURNAL_SUFFIX}"), key=_newest_first):
         if _writer_gone(journal):
             done += settle(journal)
     return done
 
 
+def _newest_first(journal: Path) -> tuple[int, str]:
+    """Order journals newest first: a newer set settled first makes an older one stale."""
+    try:
+        return -journal.stat().st_mtime_ns, journal.name
+    except FileNotFoundError:  # settled by another process meanwhile
+        return 0, journal.name
+
+
 def _writer_gone(journal: Path) -> bool:
-    """Whether the process that wrote ``journal`` has ended: its pid (in the name) is free, or
-    now names a process that started at another time than the journal's writer (a reused pid).
+    """Whether the process that wrote ``journal`` has ended: its pid (in the name) is free or a
+    zombie, or, seen from the writer's pid namespace and boot, now names a process that started
+    at another time (a reused pid).
     """
     parts = journal.name[: -len(JOURNAL_SUFFIX)].rsplit(".", 2)  # ".X", PID, TOKEN
     if len(parts) != 3 or not parts[1].isdigit():
@@ -249,10 +278,15 @@ def _writer_gone(journal: Path) -> bool:
     if not alive(pid):
         return True
     try:
-        recorded = json.loads(journal.read_text(encoding="utf-8")).get("writer_started")
+        writer = json.loads(journal.read_text(encoding="utf-8")).get("writer")
     except (OSError, ValueError, AttributeError):
         return False  # being replaced, or unreadable: settle() names it once its writer is gone
-    return recorded is not None and process_started(pid) not in (None, recorded)
+    if not isinstance(writer, dict) or writer.get("started") is None:
+        return False
+    here = pid_scope()
+    if None in here.values() or any(writer.get(k) != v for k, v in here.items()):
+        return False  # another pid namespace or boot: the pid may name another process
+    return process_started(pid) not in (None, writer["started"])
 
 
 def settle_for_reading(*paths: str | os.PathLike[str]) -> list[Path]:
@@ -288,7 +322,9 @@ def settle_for_reading(*paths: str | os.PathLike[str]) -> list[Path]:
     for folder in {os.path.realpath(Path(p).parent): Path(p).parent for p in paths}.values():
         try:
             done += roll_forward(folder)
-        except PermissionError as exc:
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY:
+                raise
             raise JournalError(
                 f"{folder}: a killed writer left a set of files half renamed here, and this "
                 f"process may not complete it ({exc.strerror}); re-run the writer (or any "

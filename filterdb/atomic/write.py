@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from filterdb.atomic.diskfull import disk_full_as_error, raise_if_disk_full
-from filterdb.atomic.files import FILE_MODE, alive, fsync, new_temp
+from filterdb.atomic.files import FILE_MODE, alive, fsync, new_temp, real_path
 from filterdb.atomic.journal import roll_forward, settle, write_journals
 
 __all__ = [
@@ -121,8 +121,10 @@ def atomic_paths(*targets: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]
 
     Notes
     -----
-    A journal left by a rename that failed in a process that is still running (e.g. an
-    interactive session) is completed only after that process exits.
+    If a rename fails (the error is raised) before any rename happened, the commit is
+    withdrawn at once: the old set stays. After some renames, the journal stays, and is
+    completed once this process has exited (e.g. an interactive session), unless a newer write
+    has replaced the set meanwhile (then it is dropped).
 
     Examples
     --------
@@ -137,7 +139,7 @@ def atomic_paths(*targets: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]
     paths = tuple(Path(t) for t in targets)
     if not paths:
         raise ValueError("atomic_paths needs at least one target")
-    if len({os.path.abspath(p) for p in paths}) != len(paths):
+    if len({real_path(p.absolute()) for p in paths}) != len(paths):  # through symlinks too
         raise ValueError(f"atomic_paths: a target is named twice in {[str(p) for p in paths]}")
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +163,15 @@ def atomic_paths(*targets: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]
             tmp.unlink(missing_ok=True)
         raise
     # committed: from here on a kill leaves the journal, and the next write completes the set
-    settle(journals[0], own=True)
+    try:
+        settle(journals[0], own=True)
+    except BaseException:
+        if all(t.exists() for t in temps):  # no rename happened: withdraw the commit
+            for copy in journals:  # copies first: a kill in between still finds every temp
+                copy.unlink(missing_ok=True)
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_atomic_netcdf(ds: Any, path: str | os.PathLike[str]) -> Path:

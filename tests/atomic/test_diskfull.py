@@ -53,3 +53,10 @@ def test_a_real_permission_error_on_a_nearly_full_disk_stays_one(
     assert disk_full_error(denied, tmp_path / "x.nc") is not None  # writable: the disk
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     assert disk_full_error(denied, tmp_path / "x.nc") is None
+
+
+def test_a_classic_netcdf_write_on_a_nearly_full_disk_is_a_full_disk(
+    tmp_path: Path, nearly_full: None
+) -> None:
+    """netCDF classic files report a failed write by its errno's text alone."""
+    assert disk_full_error(RuntimeError("No space left on device"), tmp_path / "x.nc")

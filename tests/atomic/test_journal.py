@@ -6,9 +6,13 @@ journal then belongs to a process that no longer exists, as after a crash).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +25,8 @@ from filterdb.atomic import (
     roll_forward,
     settle_for_reading,
 )
-from filterdb.atomic.files import process_started
-from tests.conftest import REPO, run_killed
+from filterdb.atomic.files import pid_scope, process_started
+from tests.conftest import KILL_ON_REPLACE, REPO, run_killed
 
 CHILD = r"""
 from filterdb.atomic import atomic_paths
@@ -154,11 +158,13 @@ FAIL_THEN_WAIT = r"""
 import os, sys
 from filterdb.atomic import atomic_paths
 
-real = os.replace
+real, seen = os.replace, [0]
 
-def replace(src, dst):  # every rename of a temp onto its target fails (e.g. EACCES)
+def replace(src, dst):  # renames of temps onto targets fail (EACCES) from the first_failing-th on
     if ".journal." not in os.fspath(src):
-        raise PermissionError(13, "Permission denied", os.fspath(dst))
+        seen[0] += 1
+        if seen[0] >= a["first_failing"]:
+            raise PermissionError(13, "Permission denied", os.fspath(dst))
     return real(src, dst)
 
 os.replace = replace
@@ -172,15 +178,10 @@ sys.stdin.readline()  # alive until told to exit, as an interactive session woul
 """
 
 
-def test_a_journal_left_by_a_live_writer_never_overwrites_a_newer_commit(tmp_path: Path) -> None:
-    """A writer whose renames failed keeps running (its journal is left, being live); a newer
-    commit then succeeds; once that writer exits, the next write drops its journal and temps
-    instead of rolling the older set forward over the newer one."""
-    import subprocess
-    import sys
-
-    targets = _old_set(tmp_path)
-    args = json.dumps({"targets": [str(p) for p in targets]})
+def _failing_writer(targets: list[Path], first_failing: int) -> subprocess.Popen[str]:
+    """A live child whose renames fail from the ``first_failing``-th on; it has printed
+    "failed" when this returns, and exits when sent a line."""
+    args = json.dumps({"targets": [str(p) for p in targets], "first_failing": first_failing})
     prelude = "import json, sys\na = json.loads(sys.argv[1])\n"
     child = subprocess.Popen(
         [sys.executable, "-c", prelude + FAIL_THEN_WAIT, args],
@@ -190,9 +191,33 @@ def test_a_journal_left_by_a_live_writer_never_overwrites_a_newer_commit(tmp_pat
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert child.stdout is not None and child.stdout.readline() == "failed\n"
+    return child
+
+
+def _journals(root: Path) -> list[Path]:
+    return sorted(root.rglob(f".*{JOURNAL_SUFFIX}"))
+
+
+def test_a_writer_whose_first_rename_fails_withdraws_its_commit(tmp_path: Path) -> None:
+    targets = _old_set(tmp_path)
+    child = _failing_writer(targets, first_failing=1)
     try:
-        assert child.stdout is not None and child.stdout.readline() == "failed\n"
-        assert any(p.name.endswith(".journal") for p in tmp_path.rglob(".*"))
+        assert _texts(targets) == ["old"] * 3
+        assert _hidden(tmp_path) == []  # no journal, no temp: nothing to settle later
+    finally:
+        child.communicate("\n", timeout=60)
+
+
+def test_a_journal_left_by_a_live_writer_never_overwrites_a_newer_commit(tmp_path: Path) -> None:
+    """A writer whose renames failed after the first keeps running (its journal is left, being
+    live: a.txt is its set's, b and c are not); a newer commit then succeeds; once that writer
+    exits, the next write drops its journal and temps instead of rolling the older set forward
+    over the newer one."""
+    targets = _old_set(tmp_path)
+    child = _failing_writer(targets, first_failing=2)
+    try:
+        assert _texts(targets) == ["stale", "old", "old"] and _journals(tmp_path)
         with atomic_paths(*targets) as temps:  # the newer commit, while the writer lives
             for tmp in temps:
                 tmp.write_text("newer")
@@ -204,6 +229,26 @@ def test_a_journal_left_by_a_live_writer_never_overwrites_a_newer_commit(tmp_pat
     assert roll_forward(tmp_path / "one") == []  # the writer is gone: its journal is dropped
     remove_stale_temps(targets[2])
     assert _texts(targets) == ["newer"] * 3
+    assert _hidden(tmp_path) == []
+
+
+def test_of_two_left_journals_the_newer_set_wins(tmp_path: Path) -> None:
+    """W1 renamed a.txt only and lives on; W2 then writes the whole set and is killed before its
+    first rename. Whatever their names' order, W2's set is settled first, and W1's is then
+    stale."""
+    targets = _old_set(tmp_path)
+    child = _failing_writer(targets, first_failing=2)
+    try:
+        time.sleep(0.01)  # W2's journal is younger by more than the clock's step
+        _kill_at(targets, ["set", 1])
+    finally:
+        child.communicate("\n", timeout=60)
+    assert len(_journals(tmp_path / "one")) == 2
+
+    roll_forward(tmp_path / "one")
+    roll_forward(tmp_path / "two")
+
+    assert _texts(targets) == ["new"] * 3
     assert _hidden(tmp_path) == []
 
 
@@ -305,7 +350,112 @@ def test_a_live_writers_journal_with_its_start_time_is_left_alone(tmp_path: Path
     journals = _as_if_written_by(os.getpid(), tmp_path)
     for journal in journals:
         doc = json.loads(journal.read_text())
-        journal.write_text(json.dumps({**doc, "writer_started": process_started(os.getpid())}))
+        writer = {"started": process_started(os.getpid()), **pid_scope()}
+        journal.write_text(json.dumps({**doc, "writer": writer}))
 
     assert roll_forward(tmp_path / "one") == []
     assert _texts(targets) == ["new", "old", "old"]
+
+
+def test_a_journal_from_another_pid_namespace_is_judged_by_its_pid_alone(tmp_path: Path) -> None:
+    """A writer in a container (another pid namespace) may be live under a pid that names
+    another process here: its start time proves nothing, so only a free pid counts."""
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["set", 2])
+    for journal in _as_if_written_by(os.getpid(), tmp_path):  # a pid that is alive here
+        doc = json.loads(journal.read_text())
+        doc["writer"]["pid_namespace"] = "elsewhere"
+        journal.write_text(json.dumps(doc))
+
+    assert roll_forward(tmp_path / "one") == []
+    assert _texts(targets) == ["new", "old", "old"]
+
+
+def test_a_killed_writer_not_yet_reaped_is_gone(tmp_path: Path) -> None:
+    """Killed but not waited for by its parent, the writer is a zombie: its set is settled."""
+    targets = _old_set(tmp_path)
+    args = {"targets": [str(p) for p in targets], "kill_on": ["set", 2]}
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_ON_REPLACE + CHILD, json.dumps(args)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        stat = Path(f"/proc/{child.pid}/stat")
+        deadline = time.monotonic() + 60
+        while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        if not stat.exists():
+            pytest.skip("no /proc here")
+
+        assert settle_for_reading(*targets) == targets[1:]
+        assert _texts(targets) == ["new"] * 3
+    finally:
+        child.wait()
+
+
+def test_a_reader_may_read_a_consistent_set_it_cannot_clean_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed while writing its journal's first copy: the set is the old one, and only
+    leftovers remain, which a reader without write access leaves (it does not refuse)."""
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["journal", 1])
+
+    def refused(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    assert settle_for_reading(*targets) == []
+    assert _texts(targets) == ["old"] * 3
+
+
+def test_a_reader_on_a_read_only_file_system_is_told_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["set", 2])
+
+    def read_only(src: object, dst: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", os.fspath(dst))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(JournalError, match=r"half renamed .*\(Read-only file system\)"):
+        settle_for_reading(*targets)
+
+
+def test_two_settlers_of_one_journal_complete_the_set(tmp_path: Path) -> None:
+    """Settler A renames b's temp while settler B is deciding (between B reading the target and
+    the temp): B must not take the set for stale and remove c's temp under A."""
+    targets = _old_set(tmp_path)
+    _kill_at(targets, ["set", 2])
+    journal = _journals(tmp_path / "one")[0]
+    renames = json.loads(journal.read_text())["renames"]
+    tmp_b, tmp_c = (Path(os.path.normpath(tmp_path / "one" / r[0])) for r in renames[1:])
+
+    real_exists, fired = Path.exists, []
+
+    def exists(self: Path, **kwargs: object) -> bool:
+        if self == tmp_b and not fired:  # A's rename of b lands inside B's decision
+            fired.append(True)
+            os.replace(tmp_b, targets[1])
+        return real_exists(self, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Path, "exists", exists)
+        roll_forward(tmp_path / "one")  # B
+    if tmp_c.exists():  # A goes on with c
+        os.replace(tmp_c, targets[2])
+
+    assert _texts(targets) == ["new"] * 3
+
+
+def test_a_target_named_twice_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "one")
+    with (
+        pytest.raises(ValueError, match="named twice"),
+        atomic_paths(tmp_path / "one" / "a", tmp_path / "link" / "a"),
+    ):
+        pass
